@@ -1,0 +1,5 @@
+import sys
+
+from vlm_micro.cli import main
+
+sys.exit(main())

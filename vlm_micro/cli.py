@@ -1,0 +1,88 @@
+"""The ``vlm-micro`` command.
+
+Each subcommand is registered by the ``cli`` module of the part it belongs to, which
+adds an argparse sub-parser and sets ``func`` to a handler taking the parsed arguments
+and returning an exit status. Those modules import torch and other heavy packages
+inside their handlers only, so ``vlm-micro --help`` stays fast.
+
+Exit status: 0 success, 1 an error with a one-line message, 2 invalid command line,
+3 the run finished but at least one image failed (see ``images.tsv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from vlm_micro import __version__
+from vlm_micro.errors import VlmMicroError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_IMAGES_FAILED = 3
+
+# Modules whose ``register(subparsers)`` adds subcommands, in the order of --help.
+_COMMAND_MODULES = (
+    "vlm_micro.pipeline.cli",  # run, demo, process-shard
+    "vlm_micro.io.cli",  # inspect
+    "vlm_micro.synth.cli",  # synth
+    "vlm_micro.labeling.cli",  # label, search
+    "vlm_micro.training.cli",  # finetune, train-demo
+    "vlm_micro.evaluation.cli",  # evaluate
+    "vlm_micro.reporting.cli",  # report, summarize
+)
+
+log = logging.getLogger("vlm_micro")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vlm-micro",
+        description="Label microscopy images tile by tile or cell by cell with an open_clip model.",
+    )
+    parser.add_argument("--version", action="version", version=f"vlm-micro {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("vlm_micro").setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    _configure_logging(args.verbose)
+    try:
+        return int(args.func(args) or EXIT_OK)
+    except VlmMicroError as exc:
+        print(f"vlm-micro {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"vlm-micro {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
