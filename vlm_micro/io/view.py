@@ -105,6 +105,19 @@ class ImageView(ABC):
                 best = index
         return best
 
+    def close(self) -> None:
+        """Release the file handles of this view; reading afterwards is an error.
+
+        Views that hold no file do nothing. Views also release their files when they
+        are garbage-collected.
+        """
+
+    def __enter__(self) -> "ImageView":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def thumbnail(self, max_side: int = 1024) -> np.ndarray:
         """Return the whole plane as RGB uint8 with its longer side at most ``max_side``."""
         from skimage.transform import resize

@@ -7,6 +7,8 @@ with the model's own mean and std.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,9 +53,30 @@ def encode_texts(loaded, prompts: list[str]) -> torch.Tensor:
 @torch.no_grad()
 def encode_tiles(loaded, tiles: np.ndarray) -> torch.Tensor:
     """Return L2-normalised image embeddings of RGB uint8 tiles, float32 on CPU."""
-    batch = tiles_to_tensor(tiles, loaded.image_size, loaded.mean, loaded.std).to(loaded.device)
-    features = loaded.model.encode_image(batch).float()
-    return F.normalize(features, dim=-1).cpu()
+    return encode_batch(loaded, tiles_to_tensor(tiles, loaded.image_size, loaded.mean, loaded.std))
+
+
+@torch.no_grad()
+def encode_batch(loaded, batch: torch.Tensor) -> torch.Tensor:
+    """Return L2-normalised image embeddings of a preprocessed batch.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    batch : (n, 3, image_size, image_size) float32 tensor
+        Output of :func:`tiles_to_tensor`.
+
+    Returns
+    -------
+    (n, embed_dim) float32 tensor on the CPU
+        The forward pass runs under the model's autocast precision.
+    """
+    autocast = getattr(loaded, "autocast", None)
+    context = autocast() if autocast is not None else contextlib.nullcontext()
+    batch = batch.to(loaded.device, non_blocking=True)
+    with context:
+        features = loaded.model.encode_image(batch)
+    return F.normalize(features.float(), dim=-1).cpu()
 
 
 def prompt_ensemble(loaded, prompts: list[str]) -> torch.Tensor:
@@ -76,6 +99,18 @@ def logit_scale(loaded) -> float:
     if loaded.temperature:
         return 1.0 / loaded.temperature
     return float(loaded.model.logit_scale.exp().item())
+
+
+def anomaly_logit_scale(loaded) -> float:
+    """Return the multiplier for the anomaly state softmax.
+
+    ``anomaly_temperature`` in the model's ``vlm_micro.json`` wins; otherwise the same
+    scale as for cell types (:func:`logit_scale`).
+    """
+    value = (getattr(loaded, "meta", None) or {}).get("anomaly_temperature")
+    if value:
+        return 1.0 / float(value)
+    return logit_scale(loaded)
 
 
 def class_probabilities(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor, scale: float) -> np.ndarray:

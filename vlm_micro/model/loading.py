@@ -5,13 +5,15 @@ Specs:
 - ``builtin:NAME``: a model shipped inside this package (``vlm_micro/models/NAME``).
 - ``local-dir:PATH``: a folder with ``open_clip_config.json`` and weights
   (``open_clip_model.safetensors`` preferred), as written by :func:`save_model_dir`.
-- ``hf-hub:ORG/NAME``: a Hugging Face Hub repository in open_clip format, from the
-  local cache when ``HF_HUB_OFFLINE=1``.
-- ``ARCH@CHECKPOINT_FILE``: an open_clip architecture name with a weights file.
+- ``hf-hub:ORG/NAME``: a Hugging Face Hub repository in open_clip format, taken from the
+  local cache first and downloaded only when it is missing and offline mode is off.
+- ``ARCH@CHECKPOINT_FILE``: an open_clip architecture name (``open_clip.list_models()``,
+  including configs registered with ``open_clip.add_model_config``) with a weights file.
 
-Besides the open_clip files, a model folder may hold ``vlm_micro.json`` with what the
-pipeline needs to know about the model: its target pixel size, the tile size it was
-trained on and a fitted temperature.
+Weights are read with safetensors or ``torch.load(weights_only=True)``, never with a
+full unpickler. Besides the open_clip files, a model folder may hold ``vlm_micro.json``
+with what the pipeline needs to know about the model: its target pixel size, the tile
+size it was trained on and a fitted temperature.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlm_micro.errors import ModelLoadError
+from vlm_micro.model.devices import autocast_context, resolve_device, resolve_precision
+from vlm_micro.model.hub import find_hub_model, hub_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +36,32 @@ DEFAULT_SPEC = "builtin:demo"
 META_FILE = "vlm_micro.json"
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
+# Weights file names in a model folder, in the order open_clip 3.x prefers them.
+FOLDER_WEIGHTS_FILES = (
+    WEIGHTS_FILE,
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass
 class LoadedModel:
     """An open_clip model ready for inference, with what the pipeline needs about it."""
 
-    model: object  # open_clip CLIP module, in eval mode, on ``device``
+    model: object  # open_clip CLIP module, in eval mode, on ``device``, float32 weights
     tokenizer: object  # callable: list of str -> LongTensor (n, context_length)
     spec: str  # the spec as given
     name: str  # short display name
-    checksum: str  # SHA-256 of the weights file (or of the state dict when no file)
+    checksum: str  # SHA-256 of the weights file
     image_size: int  # model input side in pixels
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "fp32"  # effective autocast precision: fp32, bf16 or fp16
     meta: dict = field(default_factory=dict)  # contents of vlm_micro.json, or {}
 
     @property
@@ -56,10 +71,20 @@ class LoadedModel:
         return float(value) if value else None
 
     @property
+    def tile_size_px(self) -> int | None:
+        """Tile side in pixels at the target pixel size, if the model declares one."""
+        value = self.meta.get("tile_size_px")
+        return int(value) if value else None
+
+    @property
     def temperature(self) -> float | None:
         """Softmax temperature fitted on labelled data; None means use the logit scale."""
         value = self.meta.get("temperature")
         return float(value) if value else None
+
+    def autocast(self):
+        """Return a context manager that runs the forward pass at :attr:`precision`."""
+        return autocast_context(self.device, self.precision)
 
 
 def resolve_spec(spec: str) -> tuple[str, str]:
@@ -80,62 +105,189 @@ def resolve_spec(spec: str) -> tuple[str, str]:
     )
 
 
-def load_model(spec: str = DEFAULT_SPEC, device: str = "cpu", precision: str = "fp32") -> LoadedModel:
-    """Load a model from a spec; see the module docstring for the spec forms."""
-    import open_clip
+def load_model(spec: str = DEFAULT_SPEC, device: str = "auto", precision: str = "fp32") -> LoadedModel:
+    """Load a model from a spec; see the module docstring for the spec forms.
 
+    Parameters
+    ----------
+    spec : str
+        Model spec.
+    device : str
+        ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; see :func:`resolve_device`.
+    precision : str
+        ``fp32``, ``bf16`` or ``fp16``; see :func:`resolve_precision` for fallbacks.
+
+    Raises
+    ------
+    ModelLoadError
+        With one line naming what is missing or invalid and how to provide it.
+    ConfigError
+        When ``device`` or ``precision`` is not a valid value.
+    """
     kind, value = resolve_spec(spec)
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
     if kind == "builtin":
-        folder = BUILTIN_DIR / value
-        if not (folder / CONFIG_FILE).is_file():
-            available = sorted(p.name for p in BUILTIN_DIR.iterdir() if (p / CONFIG_FILE).is_file()) if BUILTIN_DIR.is_dir() else []
-            raise ModelLoadError(f"builtin model {value!r} not found; available: {', '.join(available) or 'none'}")
-        return _load_local_dir(folder, spec, device, precision)
-    if kind == "local-dir":
-        return _load_local_dir(Path(value).expanduser(), spec, device, precision)
-    raise ModelLoadError(f"model spec kind {kind!r} is not supported yet in {spec!r}")
+        folder = _builtin_folder(value)
+        loaded = _load_folder(folder, spec, folder / _find_weights(folder, spec))
+    elif kind == "local-dir":
+        folder = Path(value).expanduser()
+        _check_folder(folder, spec)
+        loaded = _load_folder(folder, spec, folder / _find_weights(folder, spec))
+    elif kind == "hf-hub":
+        folder, weights = find_hub_model(value)
+        loaded = _load_folder(folder, spec, weights, name=value)
+    else:
+        loaded = _load_checkpoint(value, spec)
+    loaded.model.to(device)
+    loaded.device = device
+    loaded.precision = precision
+    log.info("loaded model %s (%s) on %s at %s", loaded.name, spec, device, precision)
+    return loaded
 
 
-def _load_local_dir(folder: Path, spec: str, device: str, precision: str) -> LoadedModel:
-    import open_clip
+def _builtin_folder(name: str) -> Path:
+    folder = BUILTIN_DIR / name
+    if not (folder / CONFIG_FILE).is_file():
+        available = sorted(p.name for p in BUILTIN_DIR.iterdir() if (p / CONFIG_FILE).is_file()) if BUILTIN_DIR.is_dir() else []
+        raise ModelLoadError(
+            f"builtin model {name!r} not found in {BUILTIN_DIR}; available: {', '.join(available) or 'none'} "
+            f"(the demo model is made with `vlm-micro train-demo --out {BUILTIN_DIR / 'demo'}`)"
+        )
+    return folder
 
+
+def _check_folder(folder: Path, spec: str) -> None:
     if not folder.is_dir():
         raise ModelLoadError(f"model folder not found: {folder}; check the path in {spec!r}")
     if not (folder / CONFIG_FILE).is_file():
-        raise ModelLoadError(f"{folder} has no {CONFIG_FILE}; it is not an open_clip local-dir model")
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelLoadError(f"{folder} has no {WEIGHTS_FILE}; save the model with safetensors weights")
-    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}", device=device, precision=precision)
-    tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
-    model.eval()
+        raise ModelLoadError(f"{folder} has no {CONFIG_FILE}; it is not an open_clip local-dir model (see save_model_dir)")
+
+
+def _find_weights(folder: Path, spec: str) -> str:
+    for name in FOLDER_WEIGHTS_FILES:
+        if (folder / name).is_file():
+            return name
+    raise ModelLoadError(f"{folder} has no weights file ({' or '.join(FOLDER_WEIGHTS_FILES[:3])}) for {spec!r}; save the model with save_model_dir")
+
+
+def _load_folder(folder: Path, spec: str, weights: Path, name: str | None = None) -> LoadedModel:
+    import open_clip
+
+    config = _read_json(folder / CONFIG_FILE)
     meta = _read_meta(folder)
-    cfg = model.visual.preprocess_cfg if hasattr(model.visual, "preprocess_cfg") else {}
-    size = cfg.get("size", model.visual.image_size)
+    model = _create_model(spec, lambda: open_clip.create_model(f"local-dir:{folder}", weights_only=True))
+    tokenizer = _folder_tokenizer(folder, config, spec)
+    return _assemble(model, tokenizer, spec, meta.get("name") or name or folder.name, file_sha256(weights), meta)
+
+
+def _load_checkpoint(value: str, spec: str) -> LoadedModel:
+    import open_clip
+
+    arch, _, path_text = value.partition("@")
+    path = Path(path_text).expanduser()
+    if arch not in open_clip.list_models():
+        raise ModelLoadError(
+            f"architecture {arch!r} in {spec!r} is not an open_clip model config; use a name from "
+            f"open_clip.list_models() such as ViT-B-32, or save the model as a folder and use local-dir:PATH"
+        )
+    if not path.is_file():
+        raise ModelLoadError(f"checkpoint file not found: {path}; check the path after '@' in {spec!r}")
+    if path.suffix in (".npz", ".npy"):
+        raise ModelLoadError(f"checkpoint {path} is a NumPy file; convert it to .safetensors or a torch state dict (.pt)")
+    model = _create_model(spec, lambda: open_clip.create_model(arch, pretrained=str(path), weights_only=True))
+    tokenizer = _call_open_clip(spec, lambda: open_clip.get_tokenizer(arch))
+    return _assemble(model, tokenizer, spec, f"{arch}@{path.name}", file_sha256(path), {})
+
+
+def _create_model(spec: str, create):
+    model = _call_open_clip(spec, create)
+    model.eval()
+    return model
+
+
+def _call_open_clip(spec: str, build):
+    """Run an open_clip factory call and turn its failures into one-line ModelLoadErrors."""
+    import pickle
+
+    try:
+        return build()
+    except ImportError as exc:
+        raise ModelLoadError(f"model {spec!r} needs the Python package {exc.name or 'named in the error'}; install it with pip") from exc
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(
+            f"weights of {spec!r} contain objects other than tensors, which torch.load(weights_only=True) rejects; "
+            f"convert them to .safetensors or save only the state dict"
+        ) from exc
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot build model {spec!r}: {first_line[:300]}") from exc
+
+
+def _folder_tokenizer(folder: Path, config: dict, spec: str):
+    import open_clip
+    from open_clip.tokenizer import HFTokenizer
+
+    text_cfg = config.get("model_cfg", {}).get("text_cfg", {})
+    hf_name = text_cfg.get("hf_tokenizer_name")
+    if not hf_name or any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return _call_open_clip(spec, lambda: open_clip.get_tokenizer(f"local-dir:{folder}"))
+    kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
+    context_length = text_cfg.get("context_length", 77)
+    try:
+        return HFTokenizer(hf_name, context_length=context_length, cache_dir=str(hub_cache_dir()),
+                           tokenizer_mode=text_cfg.get("tokenizer_mode"), **kwargs)
+    except ImportError as exc:
+        raise ModelLoadError(f"model {spec!r} uses the Hugging Face tokenizer {hf_name!r}, which needs the transformers package; pip install transformers") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"tokenizer {hf_name!r} of model {spec!r} is not in the Hugging Face cache {hub_cache_dir()}; "
+            f"download it with `hf download {hf_name}` into the same HF_HOME"
+        ) from exc
+
+
+def _assemble(model, tokenizer, spec: str, name: str, checksum: str, meta: dict) -> LoadedModel:
+    cfg = getattr(model.visual, "preprocess_cfg", None) or {}
+    size = cfg.get("size", getattr(model.visual, "image_size", 224))
     size = size[0] if isinstance(size, (tuple, list)) else size
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
         spec=spec,
-        name=meta.get("name", folder.name),
-        checksum=file_sha256(weights),
+        name=str(name),
+        checksum=checksum,
         image_size=int(size),
-        mean=tuple(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))),
-        std=tuple(cfg.get("std", (0.26862954, 0.26130258, 0.27577711))),
-        device=str(device),
-        precision=precision,
+        mean=tuple(cfg.get("mean", OPENAI_MEAN)),
+        std=tuple(cfg.get("std", OPENAI_STD)),
         meta=meta,
     )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path} is not valid JSON ({exc}); fix or replace it") from exc
+    if not isinstance(value, dict):
+        raise ModelLoadError(f"{path} must contain a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _read_meta(folder: Path) -> dict:
     path = folder / META_FILE
     if not path.is_file():
         return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
+    meta = _read_json(path)
+    for key in ("pixel_size_um", "temperature", "anomaly_temperature", "tile_size_px"):
+        value = meta.get(key)
+        if value is None:
+            continue
+        valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        if key == "tile_size_px":
+            valid = valid and float(value).is_integer()
+        if not valid:
+            raise ModelLoadError(f"{path}: {key!r} is {value!r}; it must be a positive number (or null)")
+    return meta
 
 
 def save_model_dir(model, model_cfg: dict, folder: str | Path, preprocess_cfg: dict | None = None,

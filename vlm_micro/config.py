@@ -1,0 +1,557 @@
+"""Workflow configuration and image lists: loading, validation and path resolution.
+
+The configuration is a YAML file (``config/config.yaml``) checked against the JSON
+Schema in ``workflow/schemas/config.schema.yaml`` before any work starts: unknown keys,
+wrong types and out-of-range values fail with one line naming the key, the value and
+the fix. Defaults from the schema fill every missing key, so code downstream can index
+the returned dict directly.
+
+The images to label come from a folder, a glob pattern or a tab-separated sample sheet
+(validated against ``workflow/schemas/images.schema.yaml``). Each image gets an
+``image_id``: safe characters only, unique ignoring case, and the same on every run.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import functools
+import glob
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from vlm_micro.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_DIR = REPO_ROOT / "workflow"
+SCHEMA_DIR = WORKFLOW_DIR / "schemas"
+DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
+
+# Longest first, so that "a.ome.tif" loses ".ome.tif" and not only ".tif".
+SUPPORTED_EXTENSIONS = (
+    ".ome.tiff", ".ome.tif", ".ome.btf", ".tiff", ".tif", ".btf",
+    ".svs", ".ndpi", ".scn", ".png", ".jpeg", ".jpg",
+)
+SAMPLE_SHEET_COLUMNS = ("path", "image_id", "condition", "replicate", "pixel_size_um")
+# Config sections that change labels and scores; their checksum decides whether an
+# image labelled by an earlier run can be reused.
+LABELLING_SECTIONS = ("model", "read", "tiling", "labeling")
+
+_IMAGE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_ID_LENGTH = 100
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+@dataclass
+class ImageEntry:
+    """One image of a run, as listed by a folder, a glob or a sample sheet row."""
+
+    image_id: str
+    path: str  # absolute path of the image file
+    pixel_size_um: float | None = None  # override from the sample sheet, um/px
+    metadata: dict = field(default_factory=dict)  # sample sheet columns (condition, replicate, ...)
+
+    def to_dict(self) -> dict:
+        return {"image_id": self.image_id, "path": self.path, "pixel_size_um": self.pixel_size_um, "metadata": dict(self.metadata)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ImageEntry":
+        return cls(data["image_id"], data["path"], data.get("pixel_size_um"), dict(data.get("metadata") or {}))
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+@functools.lru_cache(maxsize=None)
+def load_schema(name: str) -> dict:
+    """Read ``workflow/schemas/<name>.schema.yaml``."""
+    path = SCHEMA_DIR / f"{name}.schema.yaml"
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"schema file not found: {path}; vlm-micro needs its source tree (install it with `pip install -e .` from a checkout)"
+        ) from None
+
+
+def fill_defaults(schema: dict, instance: object) -> object:
+    """Return a copy of ``instance`` with every missing key set to the schema's default."""
+    if not isinstance(instance, dict) or schema.get("type") != "object":
+        return copy.deepcopy(instance)
+    out = copy.deepcopy(instance)
+    for key, subschema in schema.get("properties", {}).items():
+        if key not in out and "default" in subschema:
+            out[key] = copy.deepcopy(subschema["default"])
+        if key in out:
+            out[key] = fill_defaults(subschema, out[key])
+    return out
+
+
+def _schema_error_message(error, source: str) -> str:
+    """Turn a jsonschema ValidationError into one line naming the key, value and fix."""
+    key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        where = f"{key}." if error.absolute_path else ""
+        return (
+            f"{source}: unknown key '{where}{unknown[0]}'; allowed keys here: {', '.join(allowed)}. "
+            "Fix the spelling or remove the key (see docs/configuration.md)"
+        )
+    if error.validator == "required":
+        return f"{source}: {error.message} in '{key}'; add it"
+    value = json.dumps(error.instance, default=str)
+    if len(value) > 80:
+        value = value[:77] + "..."
+    reason = error.message if error.validator != "oneOf" else "it matches none of the allowed forms"
+    if error.validator == "enum":
+        reason = "allowed values are " + ", ".join(json.dumps(v) for v in error.validator_value)
+    description = " ".join(str(error.schema.get("description", "")).split())
+    hint = f" ({description})" if description and len(description) <= 160 else ""
+    return f"{source}: invalid value {value} for '{key}': {reason}. Fix it in the config{hint}"
+
+
+def validate_against_schema(instance: object, schema_name: str, source: str) -> object:
+    """Validate ``instance`` against a schema, fill its defaults and return the result.
+
+    Raises
+    ------
+    ConfigError
+        For the first (most relevant) violation, in one line.
+    """
+    import jsonschema
+
+    schema = load_schema(schema_name)
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is not None:
+        raise ConfigError(_schema_error_message(error, source))
+    return fill_defaults(schema, instance)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    """Read a YAML mapping with the safe loader; an empty file is an empty mapping."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}; pass an existing file (see config/config.yaml)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first_line = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: invalid YAML: {first_line}; fix the syntax at the position given") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def merge_overrides(base: dict, overrides: dict | None) -> dict:
+    """Return ``base`` updated recursively with ``overrides`` (mappings merge, other values replace)."""
+    out = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: dict | None = None,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    check_files: bool = True,
+    check_settings: bool = True,
+) -> dict:
+    """Load, validate and complete a workflow configuration.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        YAML config file; ``config/config.yaml`` of the source tree when omitted.
+    overrides : dict, optional
+        Values that replace those of the file (mappings are merged key by key), for
+        example ``{"images": "data/*.tif", "out": "results/run1"}``.
+    base_dir : path-like, optional
+        When given, relative paths of the file's own values are resolved against it and
+        those in ``overrides`` against the current directory, so the result holds
+        absolute paths only. Without it, paths stay as written.
+    check_files, check_settings : bool
+        Also check that input files exist (:func:`check_config_files`) and that each
+        part accepts its section (:func:`check_section_settings`).
+
+    Returns
+    -------
+    dict
+        The configuration with every default filled in.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the key or file, the value and the fix.
+    """
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    raw = read_yaml(path)
+    if base_dir is not None:
+        raw = resolve_paths(raw, base_dir)
+        overrides = resolve_paths(overrides or {}, Path.cwd())
+    merged = merge_overrides(raw, overrides)
+    return validate_config(merged, source=str(path), check_files=check_files, check_settings=check_settings)
+
+
+def validate_config(config: dict, source: str = "config", *, check_files: bool = True, check_settings: bool = True) -> dict:
+    """Validate a config mapping against the schema and return it with defaults filled in."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: expected a mapping of config keys, got {type(config).__name__}")
+    config = validate_against_schema(config, "config", source)
+    if check_files:
+        check_config_files(config, source)
+    if check_settings:
+        check_section_settings(config)
+    return config
+
+
+def check_config_files(config: dict, source: str = "config") -> None:
+    """Check that the vocabulary, the sample sheet and the model path exist and are valid.
+
+    The image list itself is checked when it is built (:func:`list_images`).
+    """
+    from vlm_micro.labeling.vocabulary import load_vocabulary
+
+    load_vocabulary(config["labels"])
+    sheet = config.get("sample_sheet")
+    if sheet and not Path(sheet).is_file():
+        raise ConfigError(f"{source}: sample_sheet file not found: {sheet}; fix the path or set sample_sheet: null")
+    _check_model_path(config["model"]["spec"], "model.spec", source)
+    for reference in config["labeling"]["normal_references"]:
+        if not Path(reference).exists():
+            raise ConfigError(f"{source}: labeling.normal_references entry not found: {reference}; fix the path or remove the entry")
+
+
+def _check_model_path(spec: str, key: str, source: str) -> None:
+    if spec.startswith("local-dir:"):
+        folder = Path(spec[len("local-dir:"):]).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"{source}: {key} model folder not found: {folder}; fix the path in {spec!r}")
+    elif "@" in spec and not spec.startswith(("builtin:", "hf-hub:")):
+        checkpoint = Path(spec.split("@", 1)[1]).expanduser()
+        if not checkpoint.is_file():
+            raise ConfigError(f"{source}: {key} checkpoint file not found: {checkpoint}; fix the path in {spec!r}")
+
+
+def check_section_settings(config: dict) -> None:
+    """Build each part's settings object from its section, which validates the values.
+
+    A part whose package is not installed yet is skipped.
+    """
+    import importlib
+
+    for module_name, class_name, section in (
+        ("vlm_micro.io", "ReadSettings", "read"),
+        ("vlm_micro.tiling", "TileSettings", "tiling"),
+        ("vlm_micro.labeling", "LabelSettings", "labeling"),
+    ):
+        try:
+            settings_class = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            log.debug("%s.%s is not available; section %r is checked by the schema only", module_name, class_name, section)
+            continue
+        settings_class.from_dict(config[section])
+
+
+def _resolve_one(value: str | None, base_dir: Path) -> str | None:
+    if not value:
+        return value
+    expanded = os.path.expanduser(value)
+    return expanded if os.path.isabs(expanded) else os.path.normpath(os.path.join(base_dir, expanded))
+
+
+def _resolve_spec_path(spec: str | None, base_dir: Path) -> str | None:
+    if not isinstance(spec, str):
+        return spec
+    if spec.startswith("local-dir:"):
+        return "local-dir:" + _resolve_one(spec[len("local-dir:"):], base_dir)
+    if "@" in spec and not spec.startswith(("builtin:", "hf-hub:")):
+        arch, checkpoint = spec.split("@", 1)
+        return f"{arch}@{_resolve_one(checkpoint, base_dir)}"
+    return spec
+
+
+def resolve_paths(config: dict, base_dir: str | os.PathLike) -> dict:
+    """Return a copy of a (possibly partial) config with relative paths made absolute.
+
+    Covers images, sample_sheet, out, labels, the text cache, normal references, model
+    specs of the local-dir and checkpoint forms, and the finetune and evaluate paths.
+    """
+    base = Path(base_dir).resolve()
+    out = copy.deepcopy(config)
+    for key in ("images", "sample_sheet", "out", "labels"):
+        if isinstance(out.get(key), str):
+            out[key] = _resolve_one(out[key], base)
+    sections = {name: out.get(name) for name in ("model", "labeling", "finetune", "evaluate")}
+    if isinstance(sections["model"], dict):
+        sections["model"]["spec"] = _resolve_spec_path(sections["model"].get("spec"), base)
+    labeling = sections["labeling"]
+    if isinstance(labeling, dict):
+        if isinstance(labeling.get("text_cache"), str):
+            labeling["text_cache"] = _resolve_one(labeling["text_cache"], base)
+        if isinstance(labeling.get("normal_references"), list):
+            labeling["normal_references"] = [_resolve_one(p, base) if isinstance(p, str) else p for p in labeling["normal_references"]]
+    for name, spec_key in (("finetune", "base"), ("evaluate", "model")):
+        section = sections[name]
+        if not isinstance(section, dict):
+            continue
+        section[spec_key] = _resolve_spec_path(section.get(spec_key), base)
+        for key in ("annotations", "out"):
+            if isinstance(section.get(key), str):
+                section[key] = _resolve_one(section[key], base)
+    return out
+
+
+def labelling_settings(config: dict) -> dict:
+    """Return the part of a config that decides labels and scores (model to labeling, plus labels)."""
+    return {"labels": config["labels"], **{name: copy.deepcopy(config[name]) for name in LABELLING_SECTIONS}}
+
+
+def config_checksum(settings: dict, vocabulary_checksum: str = "") -> str:
+    """Return a SHA-256 over the labelling settings and the vocabulary content.
+
+    The path of the labels file is left out, so moving it does not invalidate results;
+    its content enters through ``vocabulary_checksum``.
+    """
+    payload = {name: settings.get(name) for name in LABELLING_SECTIONS}
+    payload["vocabulary"] = vocabulary_checksum
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- images
+
+
+def has_supported_extension(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(SUPPORTED_EXTENSIONS)
+
+
+def expand_images(spec: str | os.PathLike) -> list[Path]:
+    """List the image files named by a folder, a file or a glob pattern.
+
+    A folder contributes its files with a supported extension (not recursing, hidden
+    files left out). A glob contributes every regular file it matches, whatever the
+    extension, so an unsupported file it names gets its own failed row later. ``**``
+    matches folders recursively.
+
+    Returns
+    -------
+    list of Path
+        Sorted by path, without duplicates.
+
+    Raises
+    ------
+    ConfigError
+        When nothing is found.
+    """
+    spec = os.path.expanduser(str(spec))
+    if _GLOB_CHARACTERS & set(spec):
+        found = [Path(p) for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
+        where = f"glob pattern {spec!r}"
+    elif os.path.isdir(spec):
+        found = [p for p in Path(spec).iterdir() if p.is_file() and not p.name.startswith(".") and has_supported_extension(p)]
+        ignored = sum(1 for p in Path(spec).iterdir() if p.is_file() and not p.name.startswith(".")) - len(found)
+        if ignored:
+            log.info("%s: ignoring %d file(s) without a supported extension", spec, ignored)
+        where = f"folder {spec}"
+    elif os.path.isfile(spec):
+        found = [Path(spec)]
+        where = spec
+    else:
+        raise ConfigError(f"images: {spec} is neither a folder, a file nor a glob pattern that matches files; fix the images path")
+    if not found:
+        raise ConfigError(
+            f"images: no image files found in {where}; supported extensions: {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    return sorted({p.absolute() for p in found})
+
+
+def _strip_extension(name: str) -> str:
+    lower = name.lower()
+    for extension in SUPPORTED_EXTENSIONS:
+        if lower.endswith(extension) and len(name) > len(extension):
+            return name[: -len(extension)]
+    stem, dot, _ = name.rpartition(".")
+    return stem if dot and stem else name
+
+
+def safe_image_id(name: str) -> str:
+    """Turn a file name into an image id: letters, digits, ``._-``, at most 100 characters.
+
+    The extension is dropped, accented letters lose their accents, every other run of
+    unsafe characters becomes one underscore. An empty result becomes ``image``.
+    """
+    stem = _strip_extension(Path(name).name)
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    safe = _UNSAFE_RUN.sub("_", ascii_stem)
+    safe = re.sub(r"^[^A-Za-z0-9]+", "", safe)[:_MAX_ID_LENGTH]
+    safe = safe.rstrip("._-")
+    return safe or "image"
+
+
+def derive_image_ids(paths: list, reserved: tuple | list | set = ()) -> list[str]:
+    """Derive a unique image id for each path from its file name.
+
+    Names that collide (ignoring case) with each other or with ``reserved`` ids get a
+    suffix made of 8 hex digits of the SHA-1 of the path relative to the common folder of
+    all paths, so the ids do not depend on where the data lives and are the same on
+    every run with the same files.
+    """
+    paths = [Path(p) for p in paths]
+    bases = [safe_image_id(p.name) for p in paths]
+    taken = {r.lower() for r in reserved}
+    counts = Counter(b.lower() for b in bases)
+    common = Path(os.path.commonpath([str(p) for p in paths])) if len(paths) > 1 else None
+    ids = []
+    for path, base in zip(paths, bases):
+        candidate = base
+        if counts[base.lower()] > 1 or base.lower() in taken:
+            relative = path.relative_to(common).as_posix() if common else path.name
+            digest = hashlib.sha1(relative.encode("utf-8")).hexdigest()[:8]
+            candidate = f"{base[: _MAX_ID_LENGTH - 9].rstrip('._-')}_{digest}"
+        number = 2
+        unique = candidate
+        while unique.lower() in taken:
+            unique = f"{candidate[: _MAX_ID_LENGTH - 6]}_{number}"
+            number += 1
+        taken.add(unique.lower())
+        ids.append(unique)
+    return ids
+
+
+def list_images(config: dict) -> list[ImageEntry]:
+    """Return the images of a run, from the sample sheet when one is set, else from ``images``."""
+    if config.get("sample_sheet"):
+        return load_sample_sheet(config["sample_sheet"])
+    paths = expand_images(config["images"])
+    return [ImageEntry(image_id, str(path)) for image_id, path in zip(derive_image_ids(paths), paths)]
+
+
+def shard_images(entries: list[ImageEntry], shard_size: int) -> dict[str, list[ImageEntry]]:
+    """Split the images, in order, into shards of ``shard_size`` named ``shard_0000``, ``shard_0001``, ..."""
+    if shard_size < 1:
+        raise ConfigError(f"workflow.shard_size must be at least 1, got {shard_size}")
+    n_shards = math.ceil(len(entries) / shard_size)
+    width = max(4, len(str(max(n_shards - 1, 0))))
+    return {f"shard_{index:0{width}d}": entries[index * shard_size : (index + 1) * shard_size] for index in range(n_shards)}
+
+
+# --------------------------------------------------------------------------- sample sheet
+
+
+def _read_sheet_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Read a TSV into its header and (line number, cells) rows, skipping blank lines."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            lines = list(csv.reader(handle, delimiter="\t"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read sample sheet {path}: {exc}") from exc
+    numbered = [(number, row) for number, row in enumerate(lines, start=1) if any(cell.strip() for cell in row)]
+    if not numbered:
+        raise ConfigError(f"{path}: sample sheet is empty; add a header line with at least the column 'path'")
+    header = [cell.strip() for cell in numbered[0][1]]
+    duplicates = [name for name, count in Counter(header).items() if count > 1]
+    if duplicates:
+        raise ConfigError(f"{path}: column {duplicates[0]!r} appears twice in the header; keep one")
+    if "path" not in header:
+        raise ConfigError(f"{path}: sample sheet has no 'path' column (header: {', '.join(header)}); it must be tab-separated")
+    if any(not name for name in header):
+        raise ConfigError(f"{path}: the header has an empty column name; name every column")
+    rows = numbered[1:]
+    if not rows:
+        raise ConfigError(f"{path}: sample sheet lists no images; add one row per image below the header")
+    return header, rows
+
+
+def _parse_sheet_row(header: list[str], cells: list[str], where: str) -> dict:
+    if len(cells) != len(header):
+        raise ConfigError(f"{where}: has {len(cells)} columns but the header has {len(header)}; separate columns with tabs")
+    row = {name: cell.strip() for name, cell in zip(header, cells) if cell.strip() != ""}
+    if "pixel_size_um" in row:
+        try:
+            row["pixel_size_um"] = float(row["pixel_size_um"])
+        except ValueError:
+            raise ConfigError(f"{where}: pixel_size_um {row['pixel_size_um']!r} is not a number; give um per pixel, e.g. 0.5") from None
+        if not math.isfinite(row["pixel_size_um"]):
+            raise ConfigError(f"{where}: pixel_size_um {row['pixel_size_um']} is not finite; give um per pixel, e.g. 0.5")
+    return validate_against_schema(row, "images", where)
+
+
+def load_sample_sheet(path: str | os.PathLike) -> list[ImageEntry]:
+    """Read and validate a tab-separated sample sheet.
+
+    Relative image paths are resolved against the sheet's folder. Rows without an
+    ``image_id`` get one derived from the file name (see :func:`derive_image_ids`).
+
+    Raises
+    ------
+    ConfigError
+        Naming the sheet line, the value and the fix: a missing file, a duplicate
+        image id or file, an invalid pixel size, a malformed row.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sample sheet not found: {path}; fix sample_sheet in the config")
+    header, numbered_rows = _read_sheet_rows(path)
+    rows, seen_files = [], {}
+    for number, cells in numbered_rows:
+        where = f"{path} line {number}"
+        row = _parse_sheet_row(header, cells, where)
+        image_path = Path(os.path.expanduser(row["path"]))
+        image_path = (image_path if image_path.is_absolute() else path.parent / image_path).absolute()
+        if not image_path.is_file():
+            raise ConfigError(f"{where}: image file not found: {image_path}; fix the path (relative paths start at the sheet's folder)")
+        if image_path in seen_files:
+            raise ConfigError(f"{where}: {image_path} is already listed on line {seen_files[image_path]}; list each file once")
+        seen_files[image_path] = number
+        rows.append((number, image_path, row))
+    return _sheet_entries(path, rows)
+
+
+def _sheet_entries(path: Path, rows: list[tuple[int, Path, dict]]) -> list[ImageEntry]:
+    given = {}
+    for number, _, row in rows:
+        image_id = row.get("image_id")
+        if image_id is None:
+            continue
+        if image_id.lower() in given:
+            raise ConfigError(
+                f"{path} line {number}: image_id {image_id!r} is already used on line {given[image_id.lower()]}; make the ids unique"
+            )
+        given[image_id.lower()] = number
+    missing = [image_path for _, image_path, row in rows if "image_id" not in row]
+    derived = iter(derive_image_ids(missing, reserved=set(given)) if missing else [])
+    entries = []
+    for _, image_path, row in rows:
+        image_id = row["image_id"] if "image_id" in row else next(derived)
+        metadata = {key: value for key, value in row.items() if key not in ("path", "image_id", "pixel_size_um")}
+        entries.append(ImageEntry(image_id, str(image_path), row.get("pixel_size_um"), metadata))
+    return entries

@@ -1,0 +1,131 @@
+"""One-line ImageReadError messages: the file, the cause and what to do next."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+import zlib
+from pathlib import Path
+
+from vlm_micro.errors import ImageReadError
+
+log = logging.getLogger(__name__)
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".svs", ".ndpi", ".scn", ".lsm", ".qptiff", ".gel")
+PNG_SUFFIXES = (".png",)
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+
+# Vendor formats that labs often have, with the usual way to convert them.
+_CONVERT_HINT = "convert it to OME-TIFF (for example with Bio-Formats bfconvert or bioformats2raw + raw2ometiff)"
+_VENDOR_SUFFIXES = (".czi", ".nd2", ".lif", ".vsi", ".ims", ".mrxs", ".oib", ".oif", ".dv", ".zvi", ".sld", ".zarr", ".bif")
+
+# Exceptions that tifffile, imagecodecs, zarr and Pillow raise for damaged or
+# unsupported files. imagecodecs errors derive from RuntimeError, tifffile's from
+# ValueError, Pillow's from OSError or ValueError.
+DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    RuntimeError,
+    KeyError,
+    IndexError,
+    TypeError,
+    NotImplementedError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    MemoryError,
+)
+
+_MAX_DETAIL = 160
+
+
+def read_error(path: str | os.PathLike, cause: str, action: str) -> ImageReadError:
+    """Return an ImageReadError whose message is one line: file, cause, action."""
+    return ImageReadError(f"cannot read image {str(path)!r}: {_one_line(cause)}; {action}")
+
+
+def _one_line(text: str) -> str:
+    text = re.sub(r"\s+", " ", str(text)).strip()
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """Return ``"tiff"``, ``"png"`` or ``"jpeg"`` for a readable image file.
+
+    The header bytes decide, so a file with a wrong extension still opens.
+
+    Raises
+    ------
+    ImageReadError
+        For a missing, empty or unreadable file, a directory, or a file whose header
+        matches no supported format.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise read_error(path, "file not found", "check the path and the images setting")
+    if path.is_dir():
+        hint = _CONVERT_HINT if path.suffix.lower() in _VENDOR_SUFFIXES else "give the path of an image file"
+        raise read_error(path, "is a folder, not an image file", hint)
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(16)
+    except OSError as exc:
+        raise read_error(path, f"file cannot be opened ({exc.strerror or exc})", "check its permissions") from exc
+    if not header:
+        raise read_error(path, "file is empty (0 bytes)", "copy or export the image again")
+    if header[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if header[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if header[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    raise _unknown_header(path)
+
+
+def _unknown_header(path: Path) -> ImageReadError:
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix else ""
+    last = path.suffix.lower()
+    expected = {s: "TIFF" for s in TIFF_SUFFIXES} | {s: "PNG" for s in PNG_SUFFIXES} | {s: "JPEG" for s in JPEG_SUFFIXES}
+    if last in expected:
+        return read_error(
+            path,
+            f"not a {expected[last]} file although its extension is {last!r} (the header bytes do not match)",
+            "check that the file was exported completely and in the format its name says",
+        )
+    if last in _VENDOR_SUFFIXES:
+        return read_error(path, f"unsupported file type {last!r}", _CONVERT_HINT)
+    shown = suffix or "(no extension)"
+    return read_error(
+        path,
+        f"not an image or an unsupported file type {shown}",
+        "supported are TIFF, OME-TIFF, ImageJ TIFF, SVS and other pyramidal TIFF, PNG and JPEG",
+    )
+
+
+def _is_missing_codec(exc: BaseException) -> bool:
+    # tifffile raises KeyError("<COMPRESSION.X: n> requires the 'imagecodecs' package")
+    # or KeyError("... not supported") when no codec can decode the compression.
+    text = str(exc)
+    if type(exc).__name__ == "DelayedImportError" or "imagecodecs" in text:
+        return True
+    return isinstance(exc, KeyError) and ("COMPRESSION" in text or "PREDICTOR" in text)
+
+
+def wrap_decode_error(path: str | os.PathLike, exc: BaseException, what: str = "reading") -> ImageReadError:
+    """Translate an exception of a decoder into a one-line ImageReadError."""
+    text = _one_line(f"{type(exc).__name__}: {exc}")
+    lowered = str(exc).lower()
+    if _is_missing_codec(exc):
+        return read_error(
+            path,
+            f"missing codec while {what} ({text})",
+            "install imagecodecs (pip install imagecodecs) or re-export the file with LZW, Deflate, zstd or JPEG compression",
+        )
+    if isinstance(exc, MemoryError):
+        return read_error(path, f"out of memory while {what}", "use a pyramidal (tiled) TIFF or more memory")
+    if isinstance(exc, (EOFError, struct.error)) or "truncat" in lowered or "eof" in lowered:
+        return read_error(path, f"file is truncated ({text})", "copy or export the image again")
+    return read_error(path, f"file is damaged or has an unsupported layout while {what} ({text})",
+                      "re-export it as OME-TIFF or TIFF")

@@ -1,0 +1,121 @@
+"""Per-image output files of the pipeline and how they are written.
+
+Layout below the results folder ``OUT``::
+
+    status/{image_id}.json           written last, so its presence marks a finished image
+    tables/tiles/{image_id}.parquet  tiles + predictions + image_id, series, frame
+    tables/cells/{image_id}.parquet  detected nuclei (cells placement only)
+    thumbs/{image_id}.png            RGB thumbnail of the first plane
+
+Every file goes through :mod:`vlm_micro.atomic`, so a killed job leaves no half-written
+file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vlm_micro.atomic import atomic_path, write_text
+from vlm_micro.errors import OutputError
+
+
+@dataclass(frozen=True)
+class ImageOutputs:
+    """Paths of the files written for one image."""
+
+    out: Path
+    image_id: str
+
+    @property
+    def status(self) -> Path:
+        return self.out / "status" / f"{self.image_id}.json"
+
+    @property
+    def tiles(self) -> Path:
+        return self.out / "tables" / "tiles" / f"{self.image_id}.parquet"
+
+    @property
+    def cells(self) -> Path:
+        return self.out / "tables" / "cells" / f"{self.image_id}.parquet"
+
+    @property
+    def thumbnail(self) -> Path:
+        return self.out / "thumbs" / f"{self.image_id}.png"
+
+    def remove_stale(self) -> None:
+        """Delete the files of an earlier attempt, so a failure leaves no outdated table."""
+        for path in (self.status, self.tiles, self.cells, self.thumbnail):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def to_json_value(value):
+    """Convert numpy scalars and arrays, paths and non-finite floats to plain JSON values.
+
+    NaN and infinities become null, because JSON has no representation for them.
+    """
+    if isinstance(value, dict):
+        return {str(key): to_json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_json_value(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return to_json_value(value.tolist())
+    if isinstance(value, np.generic):
+        return to_json_value(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` as indented JSON, atomically."""
+    text = json.dumps(to_json_value(payload), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    _guard(path, lambda: write_text(path, text))
+
+
+def write_parquet(path: Path, table) -> None:
+    """Write a DataFrame as parquet, atomically."""
+
+    def write():
+        with atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
+
+    _guard(path, write)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Write an (rows, columns, 3) uint8 array as PNG, atomically."""
+    from PIL import Image
+
+    def write():
+        with atomic_path(path) as tmp:
+            Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
+
+    _guard(path, write)
+
+
+def _guard(path: Path, write) -> None:
+    """Run ``write`` and turn an OSError (read-only folder, full disk) into an OutputError."""
+    try:
+        write()
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; check free space and permissions of the results folder") from exc
+
+
+def read_json(path: Path) -> dict | None:
+    """Return the JSON object in ``path``, or None when it is missing or unreadable."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,236 @@
+"""Process one shard: a list of images labelled by one job with one model load.
+
+The workflow writes a shard file (JSON) per shard with the results folder, the
+labelling settings and the images; :func:`process_shard` labels the images one by one
+and writes the shard manifest last, atomically, as the job's declared output.
+
+An image whose status file says ``ok`` with the same settings checksum and path is
+reused without reading it again, so a rerun after a killed job only labels what is
+missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vlm_micro import __version__
+from vlm_micro.config import ImageEntry, config_checksum
+from vlm_micro.errors import ConfigError
+from vlm_micro.pipeline.image import process_image, utc_now
+from vlm_micro.pipeline.outputs import ImageOutputs, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+SHARD_FILE_VERSION = 1
+
+
+@dataclass
+class ShardContext:
+    """What every image of a shard shares: settings, vocabulary and the model.
+
+    The model is loaded on the first call of :meth:`labeler`, so a shard whose images are
+    all reused never loads it.
+    """
+
+    out: Path
+    settings: dict  # labels path plus the model, read, tiling and labeling sections
+    read_settings: object
+    tile_settings: object
+    label_settings: object
+    vocabulary: object
+    checksum: str
+    threads: int | None = None
+    log_hint: str = ""
+    model_load_s: float = 0.0
+    _model: object = field(default=None, repr=False)
+    _labeler: object = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, out: str | Path, settings: dict, threads: int | None = None, log_hint: str = "") -> "ShardContext":
+        """Validate the settings sections with each part's settings class and load the vocabulary."""
+        from vlm_micro.io import ReadSettings
+        from vlm_micro.labeling import LabelSettings
+        from vlm_micro.labeling.vocabulary import load_vocabulary
+        from vlm_micro.tiling import TileSettings
+
+        labeling = dict(settings["labeling"], batch_size=settings["model"]["batch_size"], threads=threads)
+        vocabulary = load_vocabulary(settings["labels"])
+        return cls(
+            out=Path(out),
+            settings=settings,
+            read_settings=ReadSettings.from_dict(settings["read"]),
+            tile_settings=TileSettings.from_dict(settings["tiling"]),
+            label_settings=LabelSettings.from_dict(labeling),
+            vocabulary=vocabulary,
+            checksum=config_checksum(settings, vocabulary.checksum()),
+            threads=threads,
+            log_hint=log_hint,
+        )
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.settings["model"]["batch_size"])
+
+    @property
+    def target_pixel_size_um(self) -> float | None:
+        """Pixel size (um/px) tiles are resampled to: the config's value, else the model's."""
+        value = self.settings["model"].get("pixel_size_um")
+        return float(value) if value else self.model().pixel_size_um
+
+    @property
+    def tile_size_px(self) -> int:
+        """Tile side in pixels at the target scale: the config's, the model's, else its input size."""
+        value = self.settings["model"].get("tile_size_px")
+        model = self.model()
+        return int(value or model.tile_size_px or model.image_size)
+
+    def model(self):
+        """Return the loaded model, loading it on first use."""
+        if self._model is None:
+            from vlm_micro.model import load_model
+
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
+            model_settings = self.settings["model"]
+            start = time.perf_counter()
+            self._model = load_model(model_settings["spec"], model_settings["device"], model_settings["precision"])
+            self.model_load_s = time.perf_counter() - start
+            log.info("model %s loaded in %.1f s", self._model.name, self.model_load_s)
+        return self._model
+
+    def labeler(self):
+        """Return the Labeler of the shard, building it (and loading the model) on first use."""
+        if self._labeler is None:
+            from vlm_micro.labeling import Labeler
+
+            self._labeler = Labeler(
+                self.model(), self.vocabulary, self.label_settings,
+                threads=self.threads, read_settings=self.read_settings, tile_settings=self.tile_settings,
+            )
+        return self._labeler
+
+    def model_info(self) -> dict:
+        """Return spec, name and checksum of the model; name and checksum are None before loading."""
+        spec = self.settings["model"]["spec"]
+        if self._model is None:
+            return {"spec": spec, "name": None, "checksum": None}
+        return {"spec": spec, "name": self._model.name, "checksum": self._model.checksum}
+
+
+def shard_payload(shard_id: str, out: str, settings: dict, entries: list[ImageEntry], log_path: str = "") -> dict:
+    """Return the content of a shard file (see :func:`process_shard`)."""
+    return {
+        "version": SHARD_FILE_VERSION,
+        "shard": shard_id,
+        "out": str(out),
+        "log": str(log_path),
+        "settings": settings,
+        "images": [entry.to_dict() for entry in entries],
+    }
+
+
+def write_shard_file(path: str | Path, shard_id: str, out: str, settings: dict, entries: list, log_path: str = "") -> None:
+    """Write the shard file that ``vlm-micro process-shard`` reads, atomically.
+
+    ``entries`` holds :class:`ImageEntry` objects or their ``to_dict()`` form.
+    """
+    entries = [entry if isinstance(entry, ImageEntry) else ImageEntry.from_dict(entry) for entry in entries]
+    write_json(Path(path), shard_payload(shard_id, out, settings, entries, log_path))
+
+
+def read_shard_file(path: str | Path) -> dict:
+    """Read and check a shard file; raise ConfigError naming the file when it is invalid."""
+    payload = read_json(Path(path))
+    if payload is None:
+        raise ConfigError(f"shard file {path} is missing or not a JSON object; rerun the workflow to recreate it")
+    missing = [key for key in ("shard", "out", "settings", "images") if key not in payload]
+    if missing:
+        raise ConfigError(f"shard file {path} has no {missing[0]!r} key; rerun the workflow to recreate it")
+    if payload.get("version") != SHARD_FILE_VERSION:
+        raise ConfigError(f"shard file {path} has version {payload.get('version')!r}, expected {SHARD_FILE_VERSION}; rerun the workflow")
+    return payload
+
+
+def reusable_status(out: Path, entry: ImageEntry, checksum: str) -> dict | None:
+    """Return the status of an image finished earlier with the same settings, else None."""
+    outputs = ImageOutputs(out, entry.image_id)
+    status = read_json(outputs.status)
+    if not status or status.get("status") != "ok":
+        return None
+    if status.get("config_checksum") != checksum or status.get("path") != entry.path:
+        return None
+    if not (outputs.tiles.is_file() and outputs.thumbnail.is_file()):
+        return None
+    return status
+
+
+def process_shard(shard_file: str | Path, manifest_path: str | Path, threads: int | None = None) -> dict:
+    """Label every image of a shard file and write the shard manifest.
+
+    Parameters
+    ----------
+    shard_file : path-like
+        JSON written by :func:`write_shard_file`: ``shard`` (id), ``out`` (results
+        folder), ``settings`` (labels path and the model, read, tiling and labeling
+        sections of the config) and ``images`` (image_id, path, pixel_size_um, metadata).
+    manifest_path : path-like
+        Where the manifest goes; written after every image is done.
+    threads : int, optional
+        torch threads for inference.
+
+    Returns
+    -------
+    dict
+        The manifest: one entry per image with its status and error, counts, the model,
+        the settings checksum and timings (``labelling_s`` sums the per-image times).
+
+    Raises
+    ------
+    VlmMicroError
+        When the shard file or the settings are invalid, the model cannot be loaded or
+        an output cannot be written. A failing image only fails its own status.
+    """
+    payload = read_shard_file(shard_file)
+    started, start = utc_now(), time.perf_counter()
+    context = ShardContext.from_settings(payload["out"], payload["settings"], threads, payload.get("log", ""))
+    images = []
+    for entry in (ImageEntry.from_dict(item) for item in payload["images"]):
+        status = reusable_status(context.out, entry, context.checksum)
+        reused = status is not None
+        if reused:
+            log.info("image %s: reusing the result of an earlier run", entry.image_id)
+        else:
+            status = process_image(entry, context)
+        images.append(
+            {"image_id": entry.image_id, "status": status["status"], "error": status["error"],
+             "reused": reused, "elapsed_s": status.get("elapsed_s")}
+        )
+    manifest = shard_manifest(payload["shard"], images, context, started, time.perf_counter() - start)
+    write_json(Path(manifest_path), manifest)
+    return manifest
+
+
+def shard_manifest(shard_id: str, images: list[dict], context: ShardContext, started: str, elapsed_s: float) -> dict:
+    """Return the manifest written at the end of a shard."""
+    labelled = [image for image in images if not image["reused"]]
+    return {
+        "shard": shard_id,
+        "n_images": len(images),
+        "n_ok": sum(image["status"] == "ok" for image in images),
+        "n_failed": sum(image["status"] == "failed" for image in images),
+        "n_reused": len(images) - len(labelled),
+        "images": images,
+        "model": context.model_info(),
+        "config_checksum": context.checksum,
+        "vlm_micro_version": __version__,
+        "started": started,
+        "finished": utc_now(),
+        "elapsed_s": round(elapsed_s, 3),
+        "model_load_s": round(context.model_load_s, 3),
+        "labelling_s": round(sum(image["elapsed_s"] or 0.0 for image in labelled), 3),
+    }

@@ -1,0 +1,199 @@
+"""The one-page PDF of a per-image report, for lab records.
+
+One A4 portrait page holds the same content as the HTML report in compact form: title
+and how to read the labels, the cell-type overlay and anomaly heat map, the composition
+chart, image metadata and QC, the most anomalous tiles and one example per cell type,
+and the provenance. Everything is drawn on one matplotlib figure saved once, so the
+file always has exactly one page.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+
+from vlm_micro import __version__
+from vlm_micro.atomic import atomic_path
+from vlm_micro.reporting import figures
+from vlm_micro.reporting.context import ReportContext, tile_rgb_or_blank
+from vlm_micro.reporting.html_report import DEMO_MODEL_NAME
+from vlm_micro.reporting.results import ImageResult
+
+A4_PORTRAIT_IN = (8.27, 11.69)
+GALLERY_SLOTS = 8  # tiles per gallery row on the page
+
+
+def plain(text) -> str:
+    """Return ``text`` with ``$`` escaped, so matplotlib does not read it as mathtext."""
+    return str("" if text is None else text).replace("$", r"\$")
+
+
+def write_pdf(ctx: ReportContext, path: Path) -> None:
+    """Write the one-page PDF report of a processed image to ``path`` atomically."""
+    fig = Figure(figsize=A4_PORTRAIT_IN)
+    _title(fig, ctx.result, _notice_lines(ctx))
+    if ctx.raster is not None:
+        _maps(fig, ctx)
+    _composition(fig, ctx)
+    _facts(fig, ctx)
+    _gallery_row(fig, 0.155, "Most anomalous tiles (anomaly score, kind)",
+                 [(tile, f"{_num(tile.row.get('anomaly_score'))} {tile.row.get('anomaly_kind') or ''}")
+                  for tile in ctx.anomalies[:GALLERY_SLOTS]])
+    examples = [(tiles[0], f"{name} {_num(tiles[0].row.get('cell_type_prob'))}")
+                for name, tiles in ctx.examples.items() if tiles][:GALLERY_SLOTS]
+    _gallery_row(fig, 0.045, "Most confident example per cell type (class, probability)", examples)
+    _provenance(fig, ctx.result)
+    _save(fig, path, ctx.result)
+
+
+def write_failed_pdf(result: ImageResult, path: Path, generated: str) -> None:
+    """Write a one-page PDF saying that the image failed and why."""
+    fig = Figure(figsize=A4_PORTRAIT_IN)
+    error = result.status.get("error") or "no error message was recorded"
+    _title(fig, result, [f"Report made {generated}."])
+    fig.text(0.05, 0.86, "This image could not be processed.", fontsize=12, fontweight="bold", color="#b00020")
+    fig.text(0.05, 0.84, plain(textwrap.fill(f"Error: {error}", 110)), fontsize=9, va="top", family="monospace")
+    fig.text(0.05, 0.76, "No labels, figures or exports exist for this image. Fix the cause above and run the "
+             "pipeline again.", fontsize=9)
+    _provenance(fig, result)
+    _save(fig, path, result)
+
+
+def _save(fig: Figure, path: Path, result: ImageResult) -> None:
+    with atomic_path(path) as tmp:
+        with PdfPages(tmp, metadata={"Title": f"vlm-micro report: {result.name}",
+                                     "Creator": f"vlm-micro {__version__}"}) as pdf:
+            pdf.savefig(fig)
+
+
+def _num(value, digits: int = 2) -> str:
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return "–"
+
+
+def _notice_lines(ctx: ReportContext) -> list[str]:
+    stats, settings = ctx.stats, ctx.settings
+    uncertain = stats["uncertain_fraction"]
+    share = f"{100 * uncertain:.1f} %" if uncertain == uncertain else "–"
+    lines = [
+        f"Labels are predictions of the model {ctx.result.model_name or 'unknown'}, not ground truth. {share} of "
+        f"the {stats['n_tiles']:,} {ctx.unit} are uncertain (hatched): top probability below "
+        f"{settings.uncertain_probability:g} or lead over the second class below {settings.uncertain_margin:g}."
+    ]
+    if ctx.result.model_name == DEMO_MODEL_NAME:
+        lines.append("DEMO MODEL: trained on synthetic images only and not validated on real tissue; "
+                     "do not draw biological conclusions from it.")
+    if ctx.result.pixel_size_um is None:
+        lines.append("UNCALIBRATED: the file does not state its pixel size; tiles were cut at native resolution.")
+    return lines
+
+
+def _title(fig: Figure, result: ImageResult, lines: list[str]) -> None:
+    fig.text(0.04, 0.975, plain(textwrap.shorten(f"Cell types and anomalies: {result.name}", 90)),
+             fontsize=13, fontweight="bold", va="top")
+    fig.text(0.04, 0.953, plain(f"image id {result.image_id}  ·  status {result.status.get('status')}"),
+             fontsize=8, color="#555555", va="top")
+    y = 0.94
+    for line in lines:
+        wrapped = textwrap.fill(line, 135)
+        color = "#b00020" if line.isupper() or line.startswith(("DEMO", "UNCALIBRATED")) else "black"
+        fig.text(0.04, y, plain(wrapped), fontsize=7.5, va="top", color=color)
+        y -= 0.012 * (wrapped.count("\n") + 1) + 0.003
+
+
+def _maps(fig: Figure, ctx: ReportContext) -> None:
+    overlay_ax = fig.add_axes((0.04, 0.57, 0.44, 0.30))
+    figures.draw_overlay(overlay_ax, ctx.view, ctx.raster, ctx.colors, ctx.classes)
+    overlay_ax.set_title("Predicted cell type (hatched = uncertain)", fontsize=9)
+    handles = figures.overlay_legend_handles(ctx.stats, ctx.colors, ctx.classes, ctx.unit)
+    overlay_ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=6,
+                      frameon=False)
+    heat_ax = fig.add_axes((0.53, 0.57, 0.44, 0.30))
+    mappable = figures.draw_heatmap(heat_ax, ctx.view, ctx.raster, ctx.settings.anomaly_threshold)
+    heat_ax.set_title("Anomaly score (cyan outline = anomalous)", fontsize=9)
+    figures.add_score_colorbar(fig, heat_ax, mappable, ctx.settings.anomaly_threshold)
+
+
+def _composition(fig: Figure, ctx: ReportContext) -> None:
+    ax = fig.add_axes((0.14, 0.29, 0.32, 0.17))
+    figures.draw_composition(ax, ctx.stats, ctx.colors, ctx.classes, ctx.unit)
+    ax.set_title("Composition", fontsize=9)
+
+
+def _facts(fig: Figure, ctx: ReportContext) -> None:
+    """Write image metadata, anomaly summary and QC as a text block on the right."""
+    result, stats = ctx.result, ctx.stats
+    qc = result.status.get("qc") or {}
+    plane = result.status.get("plane") or {}
+    shape = result.plane_shape()
+    size = f"{shape[1]} × {shape[0]} px" if shape else "–"
+    pixel = f"{result.pixel_size_um:g} µm/px" if result.pixel_size_um else "uncalibrated"
+    lines = [
+        "Image",
+        f"  size {size}, pixel size {pixel}",
+        f"  axes {(result.status.get('info') or {}).get('axes', '–')}, series {plane.get('series', '–')}, "
+        f"frame {plane.get('frame', '–')}, projection {plane.get('projection') or 'none'}",
+    ]
+    for key, value in list((result.status.get("metadata") or {}).items())[:4]:
+        lines.append(f"  {key}: {value}")
+    lines += [
+        "Anomalies",
+        f"  {stats['n_anomalous']} of {stats['n_tiles']} {ctx.unit} anomalous ({_num(stats['anomaly_rate'] * 100, 1)} %)",
+        f"  mean score {_num(stats['mean_anomaly_score'])}; threshold {ctx.settings.anomaly_threshold:g}",
+    ]
+    if stats["n_cells"] is not None:
+        lines.append(f"  {stats['n_cells']} nuclei detected")
+    lines += [
+        "Quality control",
+        f"  foreground {_num(_pct(qc.get('foreground_fraction')), 1)} %, mean focus {_num(qc.get('mean_focus'), 1)}, "
+        f"saturated {_num(_pct(qc.get('saturated_fraction')), 2)} %",
+        f"  background tiles skipped: {qc.get('n_skipped_background', '–')}",
+    ]
+    for warning in (qc.get("warnings") or [])[:4]:
+        lines.append("  warning: " + textwrap.shorten(str(warning), 70))
+    text = "\n".join(textwrap.shorten(line, 80, placeholder="…") if len(line) > 80 else line for line in lines)
+    fig.text(0.53, 0.46, plain(text), fontsize=7, va="top", linespacing=1.45)
+
+
+def _pct(value):
+    try:
+        return 100 * float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _gallery_row(fig: Figure, bottom: float, title: str, tiles: list) -> None:
+    fig.text(0.04, bottom + 0.087, title, fontsize=8.5, fontweight="bold")
+    if not tiles:
+        fig.text(0.04, bottom + 0.04, "none", fontsize=7.5, color="#555555")
+        return
+    width = 0.92 / GALLERY_SLOTS
+    for slot, (tile, caption) in enumerate(tiles):
+        ax = fig.add_axes((0.04 + slot * width, bottom + 0.012, width * 0.9, 0.07))
+        ax.imshow(tile_rgb_or_blank(tile), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_aspect("equal")
+        ax.text(0.5, -0.04, plain(textwrap.shorten(caption, 24, placeholder="…")), transform=ax.transAxes,
+                ha="center", va="top", fontsize=6)
+
+
+def _provenance(fig: Figure, result: ImageResult) -> None:
+    status = result.status
+    model = status.get("model") or {}
+    vocabulary = status.get("vocabulary") or {}
+    elapsed = status.get("elapsed_s")
+    lines = [
+        f"vlm-micro {status.get('vlm_micro_version', __version__)} · model {model.get('name', '–')} "
+        f"({model.get('spec', '–')}), checksum {model.get('checksum', '–')}",
+        f"config checksum {status.get('config_checksum', '–')} · vocabulary checksum {vocabulary.get('checksum', '–')}",
+        f"started {status.get('started', '–')} · finished {status.get('finished', '–')} · "
+        f"processing time {_num(elapsed, 1)} s · file {result.path}",
+    ]
+    text = "\n".join(textwrap.shorten(line, 160, placeholder="…") for line in lines)
+    fig.text(0.04, 0.012, plain(text), fontsize=5.5, color="#444444", va="bottom", family="monospace")

@@ -1,0 +1,225 @@
+"""Run-level tables: images.tsv, conditions.tsv and the merged tile and cell tables.
+
+Every column written here is documented in docs/outputs.md; a test compares the two.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vlm_micro.atomic import atomic_path
+from vlm_micro.reporting.results import ImageResult, ResultsError, load_image_result
+from vlm_micro.reporting.stats import image_stats
+
+log = logging.getLogger(__name__)
+
+# Columns of images.tsv before the sample-sheet columns and the per-class columns.
+LEADING_COLUMNS = ("image_id", "path", "status", "error")
+# Group of images whose sample sheet gives no condition.
+NO_CONDITION = "unassigned"
+ALL_IMAGES = "all"
+
+
+def tsv_text(value) -> str:
+    """Flatten a value to one line without tabs, for a TSV cell."""
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def image_row(result: ImageResult, classes: list[str], kinds: list[str]) -> dict:
+    """Return the images.tsv row of one image (failed images get empty measurements)."""
+    status = result.status
+    qc = status.get("qc") or {}
+    shape = result.plane_shape()
+    plane = status.get("plane") or {}
+    row = {
+        "image_id": result.image_id,
+        "path": tsv_text(result.path),
+        "status": status.get("status"),
+        "error": tsv_text(status.get("error") or ""),
+        "width": shape[1] if shape else pd.NA,
+        "height": shape[0] if shape else pd.NA,
+        "pixel_size_um": result.pixel_size_um if result.pixel_size_um else pd.NA,
+        "uncalibrated": bool(status.get("uncalibrated", result.pixel_size_um is None)),
+        "series": plane.get("series", pd.NA),
+        "projection": tsv_text(plane.get("projection") or ""),
+        "placement": result.placement if result.ok else "",
+    }
+    measured = _measurements(result, classes, kinds) if result.ok else _empty_measurements(classes, kinds)
+    row.update(measured)
+    row.update({
+        "foreground_fraction": qc.get("foreground_fraction", pd.NA),
+        "mean_focus": qc.get("mean_focus", pd.NA),
+        "saturated_fraction": qc.get("saturated_fraction", pd.NA),
+        "qc_warnings": "; ".join(tsv_text(w) for w in qc.get("warnings") or []),
+        "model": tsv_text((status.get("model") or {}).get("name") or ""),
+        "model_checksum": tsv_text((status.get("model") or {}).get("checksum") or ""),
+        "elapsed_s": status.get("elapsed_s", pd.NA),
+        "report": f"reports/{result.image_id}.html",
+    })
+    return row
+
+
+def _measurements(result: ImageResult, classes: list[str], kinds: list[str]) -> dict:
+    stats = image_stats(result)
+    qc = result.status.get("qc") or {}
+    row = {
+        "n_tiles": stats["n_tiles"],
+        "n_skipped_background": qc.get("n_skipped_background", pd.NA),
+        "n_cells": stats["n_cells"] if stats["n_cells"] is not None else pd.NA,
+    }
+    row.update({f"count_{name}": stats["counts"].get(name, 0) for name in classes})
+    row.update({f"frac_{name}": stats["fractions"].get(name, math.nan) for name in classes})
+    row.update({
+        "uncertain_fraction": stats["uncertain_fraction"],
+        "n_anomalous": stats["n_anomalous"],
+        "anomaly_rate": stats["anomaly_rate"],
+        "mean_anomaly_score": stats["mean_anomaly_score"],
+    })
+    row.update({f"anomalous_{kind}": stats["anomaly_kind_counts"].get(kind, 0) for kind in kinds})
+    return row
+
+
+def _empty_measurements(classes: list[str], kinds: list[str]) -> dict:
+    names = (["n_tiles", "n_skipped_background", "n_cells"] + [f"count_{c}" for c in classes]
+             + [f"frac_{c}" for c in classes] + ["uncertain_fraction", "n_anomalous", "anomaly_rate",
+                                                  "mean_anomaly_score"] + [f"anomalous_{k}" for k in kinds])
+    return {name: pd.NA for name in names}
+
+
+def failed_result(results_dir: Path, image_id: str, error: str) -> ImageResult:
+    """Stand in for an image whose status file cannot be read, so it still gets a row."""
+    status = {"image_id": image_id, "path": "", "status": "failed", "error": error}
+    return ImageResult(image_id=image_id, status=status, results_dir=results_dir)
+
+
+def load_results(results_dir: Path, image_ids: list[str]) -> list[ImageResult]:
+    """Load every image's results; unreadable ones become failed entries."""
+    results = []
+    for image_id in image_ids:
+        try:
+            results.append(load_image_result(results_dir, image_id))
+        except ResultsError as exc:
+            log.warning("listing %s as failed: %s", image_id, exc)
+            results.append(failed_result(results_dir, image_id, str(exc)))
+    return results
+
+
+def run_vocabulary(results: list[ImageResult]) -> tuple[list[str], list[str]]:
+    """Return the cell types and anomaly kinds of the run, in first-seen vocabulary order."""
+    classes: list[str] = []
+    kinds: list[str] = []
+    for result in results:
+        classes += [name for name in result.class_names if name not in classes]
+        kinds += [kind for kind in result.anomaly_kinds if kind not in kinds]
+    return classes, kinds
+
+
+def build_images_table(results: list[ImageResult]) -> pd.DataFrame:
+    """Return images.tsv as a DataFrame, one row per image, failures included.
+
+    Sample-sheet columns follow ``error``; a sample-sheet column whose name clashes
+    with a column of this table is renamed ``meta_<name>``.
+    """
+    classes, kinds = run_vocabulary(results)
+    rows = [image_row(result, classes, kinds) for result in results]
+    fixed = list(rows[0]) if rows else list(LEADING_COLUMNS)
+    metadata_columns: list[str] = []
+    for result, row in zip(results, rows):
+        for key, value in (result.status.get("metadata") or {}).items():
+            name = f"meta_{key}" if key in fixed or key.startswith(("count_", "frac_", "anomalous_")) else str(key)
+            if name not in metadata_columns:
+                metadata_columns.append(name)
+            row[name] = tsv_text(value) if value is not None else ""
+    columns = list(LEADING_COLUMNS) + metadata_columns + [c for c in fixed if c not in LEADING_COLUMNS]
+    table = pd.DataFrame(rows, columns=columns)
+    for name in metadata_columns:
+        table[name] = table[name].fillna("")
+    return table
+
+
+def metric_columns(images: pd.DataFrame) -> list[str]:
+    """Return the per-image fractions and rates that conditions.tsv summarises."""
+    fractions = [c for c in images.columns if c.startswith("frac_")]
+    return fractions + ["uncertain_fraction", "anomaly_rate", "mean_anomaly_score"]
+
+
+def condition_column(images: pd.DataFrame) -> str | None:
+    """Return the sample-sheet column that names the condition, if there is one."""
+    for name in ("condition", "meta_condition"):
+        if name in images and (images[name].astype(str) != "").any():
+            return name
+    return None
+
+
+def build_conditions_table(images: pd.DataFrame) -> pd.DataFrame:
+    """Return conditions.tsv: mean, sample standard deviation and n per condition.
+
+    Each image counts once (image-level means, not tile-pooled). Failed images and
+    images without labelled tiles are left out of the statistics and counted in
+    ``n_failed`` or ``n_images``. Without a condition column all images form one group
+    named ``all``; images without a condition form the group ``unassigned``.
+    """
+    column = condition_column(images)
+    groups = images[column].astype(str).replace("", NO_CONDITION) if column else pd.Series(ALL_IMAGES, index=images.index)
+    metrics = metric_columns(images)
+    rows = []
+    for condition in dict.fromkeys(groups):
+        members = images[groups == condition]
+        usable = members[(members["status"] == "ok") & (pd.to_numeric(members["n_tiles"], errors="coerce") > 0)]
+        row = {"condition": condition, "n_images": len(members),
+               "n_failed": int((members["status"] != "ok").sum()), "n": len(usable)}
+        for metric in metrics:
+            values = pd.to_numeric(usable[metric], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            values = values[np.isfinite(values)]
+            row[f"{metric}_mean"] = float(values.mean()) if values.size else math.nan
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if values.size >= 2 else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_tsv(table: pd.DataFrame, path: Path) -> None:
+    """Write a table as UTF-8 TSV atomically; missing values are empty cells."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, na_rep="", float_format="%.6g")
+
+
+def merge_tables(results_dir: Path, kind: str, image_ids: list[str]) -> pd.DataFrame | None:
+    """Concatenate the per-image ``tables/{kind}/{id}.parquet`` files, with ``image_id`` first.
+
+    Returns None when no image has such a table.
+    """
+    frames = []
+    for image_id in image_ids:
+        path = results_dir / "tables" / kind / f"{image_id}.parquet"
+        if not path.is_file():
+            continue
+        try:
+            frame = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            log.warning("skipping unreadable table %s: %s", path, exc)
+            continue
+        if "image_id" in frame:
+            frame = frame.drop(columns="image_id")
+        frame.insert(0, "image_id", image_id)
+        frames.append(frame)
+    if not frames:
+        return None
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_merged_table(table: pd.DataFrame, parquet_path: Path, csv: bool) -> list[Path]:
+    """Write a merged table as Parquet, and as CSV without embeddings when ``csv`` is true."""
+    written = [parquet_path]
+    with atomic_path(parquet_path) as tmp:
+        table.to_parquet(tmp, index=False)
+    if csv:
+        csv_path = parquet_path.with_suffix(".csv")
+        with atomic_path(csv_path) as tmp:
+            table.drop(columns=[c for c in ("embedding",) if c in table]).to_csv(tmp, index=False)
+        written.append(csv_path)
+    return written

@@ -1,0 +1,109 @@
+"""Read planned tiles from a view and resample them to the model's pixel size."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from vlm_micro.tiling.geometry import level_box
+
+log = logging.getLogger(__name__)
+
+
+def resample_tile(region: np.ndarray, tile_size_px: int) -> np.ndarray:
+    """Resample an RGB uint8 region to a square tile of side ``tile_size_px``.
+
+    See :func:`resample_region`; returns ``region`` itself when it already has that size.
+    """
+    return resample_region(region, (tile_size_px, tile_size_px))
+
+
+def resample_region(region: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resample an RGB uint8 region to ``shape``.
+
+    Parameters
+    ----------
+    region : (rows, columns, 3) uint8 ndarray
+    shape : (rows, columns)
+        Output size in pixels.
+
+    Returns
+    -------
+    resampled : (shape[0], shape[1], 3) uint8 ndarray
+        The region itself when it already has that size. An integer shrink factor on
+        both axes uses the block mean; any other factor uses Pillow's antialiased
+        bilinear resampling, whose filter support grows with the shrink factor.
+    """
+    rows, cols = region.shape[:2]
+    out_rows, out_cols = shape
+    if rows == out_rows and cols == out_cols:
+        return region
+    image = Image.fromarray(np.ascontiguousarray(region))
+    factor_y, rest_y = divmod(rows, out_rows)
+    factor_x, rest_x = divmod(cols, out_cols)
+    if rest_y == 0 and rest_x == 0:
+        return np.asarray(image.reduce((factor_x, factor_y)))
+    return np.asarray(image.resize((out_cols, out_rows), Image.Resampling.BILINEAR))
+
+
+def read_box(view, y: int, x: int, height: int, width: int, level: int, shape: tuple[int, int]) -> np.ndarray:
+    """Read a box given in level-0 pixels from a pyramid level and resample it to ``shape``.
+
+    Returns
+    -------
+    region : (shape[0], shape[1], 3) uint8 ndarray
+        Parts outside the image are filled with the view's pad value.
+    """
+    downsample = view.levels[level].downsample
+    level_y, level_x, level_height, level_width = level_box(y, x, height, width, downsample)
+    region = view.read_region(level_y, level_x, level_height, level_width, level)
+    return resample_region(region, shape)
+
+
+def read_tiles(view, tiles_df: pd.DataFrame, tile_size_px: int, rows=None) -> np.ndarray:
+    """Read tiles of a tile table at the target pixel size.
+
+    Parameters
+    ----------
+    view : ImageView
+    tiles_df : DataFrame
+        Tile table with columns ``y``, ``x``, ``height``, ``width`` (level-0 pixels) and
+        ``level``, as :func:`plan_tiles` writes it.
+    tile_size_px : int
+        Tile side at the target pixel size.
+    rows : sequence of int, optional
+        Row positions (not index labels) to read; all rows by default.
+
+    Returns
+    -------
+    tiles : (n, tile_size_px, tile_size_px, 3) uint8 ndarray
+    """
+    table = tiles_df if rows is None else tiles_df.iloc[np.asarray(rows, dtype=np.int64)]
+    boxes = table[["y", "x", "height", "width", "level"]].to_numpy(dtype=np.int64)
+    out = np.empty((len(boxes), tile_size_px, tile_size_px, 3), dtype=np.uint8)
+    for index, (y, x, height, width, level) in enumerate(boxes):
+        out[index] = read_box(view, y, x, height, width, level, (tile_size_px, tile_size_px))
+    return out
+
+
+def iter_tile_batches(
+    view, tiles_df: pd.DataFrame, tile_size_px: int, batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Read the tiles of a tile table in batches, holding one batch in memory at a time.
+
+    Yields
+    ------
+    positions : (k,) int64 ndarray
+        Row positions in ``tiles_df`` of the tiles in this batch.
+    batch : (k, tile_size_px, tile_size_px, 3) uint8 ndarray
+        The tiles at the target pixel size, with ``k <= batch_size``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, len(tiles_df), batch_size):
+        positions = np.arange(start, min(start + batch_size, len(tiles_df)), dtype=np.int64)
+        yield positions, read_tiles(view, tiles_df, tile_size_px, rows=positions)

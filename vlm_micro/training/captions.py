@@ -1,0 +1,128 @@
+"""Training captions built from the labelling vocabulary, tokenised once.
+
+Every caption belongs to a group: one group per cell type (synonyms times the templates
+of a modality) and one per anomaly state (``normal`` and each anomaly kind: state phrases
+times anomaly templates). A training tile gets a caption sampled from its cell type's
+group or from its state's group, so one image embedding learns to answer both the cell
+type query and the anomaly query that the labeller asks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vlm_micro.labeling.vocabulary import Vocabulary
+
+MODALITIES = ("fluorescence", "brightfield", "default")
+
+
+@dataclass
+class CaptionBank:
+    """All training captions with their tokens and groups.
+
+    Attributes
+    ----------
+    captions : list of str
+        Unique caption texts.
+    tokens : (n_captions, context_length) int64 tensor
+    groups : (n_captions,) int64 tensor
+        Cell type index ``c`` for class captions, ``n_classes + s`` for state captions
+        (state 0 is normal, state ``k`` is anomaly kind ``k - 1``).
+    n_classes : int
+    class_pools : dict
+        ``(modality, class index)`` -> int64 array of caption indices.
+    state_pools : dict
+        State index -> int64 array of caption indices.
+    """
+
+    captions: list[str]
+    tokens: torch.Tensor
+    groups: torch.Tensor
+    n_classes: int
+    class_pools: dict
+    state_pools: dict
+
+    def class_pool(self, modality: str, class_index: int) -> np.ndarray:
+        """Return the caption indices for a cell type in images of ``modality``."""
+        key = (modality if modality in MODALITIES else "default", class_index)
+        return self.class_pools[key]
+
+
+def build_caption_bank(vocabulary: Vocabulary, tokenizer) -> CaptionBank:
+    """Build every class and state caption of ``vocabulary`` and tokenise them.
+
+    Class captions of a modality use that modality's templates plus the default
+    templates, so the model also answers queries for images of unknown modality.
+    """
+    captions: list[str] = []
+    groups: list[int] = []
+    index: dict[tuple[str, int], int] = {}
+
+    def add(text: str, group: int) -> int:
+        key = (text, group)
+        if key not in index:
+            index[key] = len(captions)
+            captions.append(text)
+            groups.append(group)
+        return index[key]
+
+    n_classes = len(vocabulary.class_names)
+    default_prompts = vocabulary.class_prompts("default")
+    class_pools = {}
+    for modality in MODALITIES:
+        prompts = vocabulary.class_prompts(modality)
+        for c, name in enumerate(vocabulary.class_names):
+            texts = list(dict.fromkeys(prompts[name] + default_prompts[name]))
+            class_pools[(modality, c)] = np.array([add(text, c) for text in texts], dtype=np.int64)
+
+    state_prompts = [vocabulary.normal_prompts()] + [vocabulary.anomaly_prompts()[k] for k in vocabulary.anomaly_kind_names]
+    state_pools = {
+        s: np.array([add(text, n_classes + s) for text in texts], dtype=np.int64) for s, texts in enumerate(state_prompts)
+    }
+    tokens = tokenizer(captions)
+    return CaptionBank(captions, tokens, torch.tensor(groups, dtype=torch.int64), n_classes, class_pools, state_pools)
+
+
+def sample_captions(bank: CaptionBank, class_index: np.ndarray, state_index: np.ndarray, modalities: list[str],
+                    rng: np.random.Generator, class_fraction: float = 0.5) -> np.ndarray:
+    """Sample one caption index per tile.
+
+    Parameters
+    ----------
+    class_index, state_index : (n,) int arrays
+        Cell type index and state index of each tile; -1 where unknown. Every tile has
+        at least one of the two.
+    modalities : list of str, length n
+    rng : numpy.random.Generator
+        Source of randomness (seeded by the caller for reproducibility).
+    class_fraction : float
+        Probability of a cell type caption for tiles that have both labels.
+
+    Returns
+    -------
+    (n,) int64 ndarray of caption indices
+    """
+    out = np.empty(len(class_index), dtype=np.int64)
+    draws = rng.random(len(class_index))
+    for i, (c, s) in enumerate(zip(class_index, state_index)):
+        use_class = c >= 0 and (s < 0 or draws[i] < class_fraction)
+        pool = bank.class_pool(modalities[i], int(c)) if use_class else bank.state_pools[int(s)]
+        out[i] = pool[rng.integers(len(pool))]
+    return out
+
+
+def positive_mask(caption_groups: torch.Tensor, class_index: torch.Tensor, state_index: torch.Tensor,
+                  n_classes: int) -> torch.Tensor:
+    """Return the (n_images, n_captions) bool matrix of matching image-caption pairs.
+
+    A caption matches every image of its cell type (class captions) or of its anomaly
+    state (state captions), so tiles of one class are not pushed away from each other's
+    captions as they would be with one positive per row.
+    """
+    state_group = torch.where(state_index >= 0, state_index + n_classes, torch.full_like(state_index, -2))
+    class_group = torch.where(class_index >= 0, class_index, torch.full_like(class_index, -2))
+    groups = caption_groups.unsqueeze(0)
+    return (groups == class_group.unsqueeze(1)) | (groups == state_group.unsqueeze(1))

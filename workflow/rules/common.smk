@@ -1,0 +1,138 @@
+# Configuration, image list, shards and the helpers that the rules call.
+#
+# The image list is built when the DAG is built: from the sample sheet when the
+# config sets one, else from the images folder or glob. Images are split, in order,
+# into shards of workflow.shard_size; one labelling job handles one shard.
+import json
+import os
+import subprocess
+import sys
+
+from vlm_micro.atomic import write_text
+from vlm_micro.config import (
+    labelling_settings,
+    list_images,
+    shard_images,
+    validate_config,
+)
+from vlm_micro.pipeline.shard import write_shard_file
+
+config.update(validate_config(config, source="workflow config"))
+
+OUT = config["out"]
+SETTINGS = labelling_settings(config)
+IMAGES = list_images(config)
+SHARDS = shard_images(IMAGES, config["workflow"]["shard_size"])
+
+
+wildcard_constraints:
+    shard=r"shard_[0-9]+",
+
+
+def out(path):
+    """Return ``path`` below the results folder."""
+    return os.path.join(OUT, path)
+
+
+def get_final_outputs():
+    """Return the run-level outputs that the default target asks for."""
+    names = ("images.tsv", "conditions.tsv", "tables/tiles.parquet", "index.html")
+    return [out(name) for name in names]
+
+
+def get_shard_entries(wildcards):
+    """Return the image entries (as dicts) of one shard."""
+    return [entry.to_dict() for entry in SHARDS[wildcards.shard]]
+
+
+def get_shard_image_ids(wildcards):
+    """Return the image ids of one shard."""
+    return [entry.image_id for entry in SHARDS[wildcards.shard]]
+
+
+def wants_gpu(device):
+    """Return 1 when a torch device string asks for CUDA, else 0 (the gpu resource)."""
+    return 1 if str(device).startswith("cuda") else 0
+
+
+def get_label_mem_mb(wildcards, attempt):
+    """Return the memory of a labelling job in MB, growing with each retry."""
+    return config["workflow"]["mem_mb"] * attempt
+
+
+def get_label_runtime(wildcards, attempt):
+    """Return the run time limit of a labelling job in minutes, growing with each retry."""
+    return config["workflow"]["runtime_min"] * attempt
+
+
+def run_vlm_micro(arguments, log_path):
+    """Run `vlm-micro ARGUMENTS` with stdout and stderr appended to ``log_path``.
+
+    The arguments go to the subprocess as a list, never through a shell, so file
+    names with spaces or shell characters are passed unchanged.
+    """
+    command = [sys.executable, "-m", "vlm_micro", "-v", *map(str, arguments)]
+    os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log_file:
+        log_file.write(f"$ {' '.join(command)}\n")
+        log_file.flush()
+        completed = subprocess.run(
+            command, stdout=log_file, stderr=subprocess.STDOUT, check=False
+        )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"vlm-micro {arguments[0]} failed with exit status {completed.returncode}; see {log_path}"
+        )
+
+
+def write_config_file(path, values):
+    """Write the effective configuration as YAML."""
+    import yaml
+
+    header = "# Effective configuration of this run, with every default filled in.\n"
+    write_text(path, header + yaml.safe_dump(values, sort_keys=False))
+
+
+def report_images(image_ids, config_path, marker, log_path):
+    """Write the reports of some images, then a marker file that lists them."""
+    run_vlm_micro(
+        ["report", "--results", OUT, "--config", config_path, "--image-id", *image_ids],
+        log_path,
+    )
+    reports = [out(f"reports/{image_id}.html") for image_id in image_ids]
+    write_text(
+        marker,
+        json.dumps({"image_ids": image_ids, "reports": reports}, indent=2) + "\n",
+    )
+
+
+def _annotations(section):
+    value = config[section]["annotations"]
+    if not value:
+        raise ValueError(
+            f"{section}.annotations is not set; set it in the config to an annotations.csv "
+            f"(for example one written by `vlm-micro synth`) to build the {section} target"
+        )
+    return value
+
+
+def get_finetune_annotations(wildcards):
+    """Return the annotations.csv of the finetune target."""
+    return _annotations("finetune")
+
+
+def get_evaluate_annotations(wildcards):
+    """Return the annotations.csv of the evaluate target."""
+    return _annotations("evaluate")
+
+
+def get_finetune_arguments(input, params):
+    """Return the `vlm-micro finetune` arguments; the other settings come from --config."""
+    settings = config["finetune"]
+    arguments = ["finetune", "--config", input.config, "--base", params.base]
+    arguments += ["--annotations", input.annotations, "--out", params.folder]
+    flags = ("lock_image", "lock_text", "include_uncorrected")
+    arguments += [f"--{flag.replace('_', '-')}" for flag in flags if settings[flag]]
+    if not settings["resume"]:
+        arguments.append("--no-resume")
+    return arguments

@@ -1,0 +1,27 @@
+# Run-level tables and the index page that links every report.
+rule summary:
+    input:
+        reports=expand(out("shards/{shard}.reports.json"), shard=SHARDS),
+        config=out("config.yaml"),
+    output:
+        images=report(
+            out("images.tsv"),
+            caption="../report/images.rst",
+            category="Run summary",
+        ),
+        conditions=report(
+            out("conditions.tsv"),
+            caption="../report/conditions.rst",
+            category="Run summary",
+        ),
+        tiles=out("tables/tiles.parquet"),
+        index=report(
+            out("index.html"),
+            caption="../report/index.rst",
+            category="Run summary",
+        ),
+    log:
+        out("logs/summary.log"),
+    localrule: True
+    run:
+        run_vlm_micro(["summarize", "--results", OUT, "--config", input.config], log[0])
