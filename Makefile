@@ -50,7 +50,7 @@ bench: $(STAMP)
 
 ## lint: workflow lint and format check
 lint: $(STAMP)
-	$(BIN)/snakemake --lint --cores 1 --snakefile workflow/Snakefile
+	$(BIN)/snakemake --lint --cores 1 --snakefile workflow/Snakefile --configfile tests/workflow/lint.yaml
 	$(BIN)/snakefmt --check workflow
 
 clean:

@@ -251,7 +251,16 @@ def check_config_files(config: dict, source: str = "config") -> None:
 
 
 def _check_model_path(spec: str, key: str, source: str) -> None:
-    if spec.startswith("local-dir:"):
+    if spec.startswith("builtin:"):
+        from vlm_micro.model.loading import BUILTIN_DIR, CONFIG_FILE
+
+        folder = BUILTIN_DIR / spec[len("builtin:"):]
+        if not (folder / CONFIG_FILE).is_file():
+            raise ConfigError(
+                f"{source}: {key} {spec!r} is not installed ({folder / CONFIG_FILE} not found); "
+                "use another model spec, or rebuild the demo model with `make model`"
+            )
+    elif spec.startswith("local-dir:"):
         folder = Path(spec[len("local-dir:"):]).expanduser()
         if not folder.is_dir():
             raise ConfigError(f"{source}: {key} model folder not found: {folder}; fix the path in {spec!r}")

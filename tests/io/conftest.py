@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tifffile
-
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
-
 
 @pytest.fixture
 def rng() -> np.random.Generator:

@@ -85,6 +85,10 @@ def test_channel_colors_override_by_index_string():
     assert channel_colors([None, None], overrides={"1": "#ff0000"})[1] == pytest.approx(RED)
 
 
+def test_channel_colors_none_leaves_channel_out():
+    assert channel_colors(["DAPI", "Cy5"], overrides={"Cy5": "none"})[1] == (0.0, 0.0, 0.0)
+
+
 def test_channel_colors_metadata_colour_wins_over_name():
     assert channel_colors(["DAPI", "GFP"], metadata_colors=[(1.0, 0.5, 0.0), None]) == [(1.0, 0.5, 0.0), GREEN]
 

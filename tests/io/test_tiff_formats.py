@@ -61,6 +61,18 @@ def test_tiff_rgba_drops_alpha(write_tiff, rng, read_all):
     assert np.array_equal(read_all(view), image[..., :3])
 
 
+def test_tiff_grey_alpha_drops_alpha(write_tiff, read_all):
+    data = np.zeros((8, 8, 2), dtype=np.uint16)
+    data[:4, :, 0] = 500
+    data[..., 1] = 65535
+    path = write_tiff("grey_alpha.tif", data, photometric="minisblack", planarconfig="contig", extrasamples=["unassalpha"])
+    (view,) = open_views(path)
+    out = read_all(view)
+    assert view.plane["channels"] == ["channel 0"]
+    assert out[0, 0].tolist() == [255, 255, 255]
+    assert out[7, 7].tolist() == [0, 0, 0]
+
+
 def test_tiff_grey_stored_as_rgb_unchanged(write_tiff, rng, read_all):
     grey = rng.integers(10, 60, size=(32, 32), dtype=np.uint8)
     image = np.repeat(grey[..., None], 3, axis=-1)

@@ -95,7 +95,7 @@ def test_calibration_temperature_sets_sharpness(loaded, vocabulary, hand_made_te
 def test_calibration_without_temperature_uses_logit_scale(loaded, vocabulary, hand_made_text, tmp_path):
     loaded.meta = {}
     labeler = Labeler(loaded, vocabulary, _settings(tmp_path))
-    assert labeler.class_scale == pytest.approx(float(loaded.model.logit_scale.exp()))
+    assert labeler.class_scale == pytest.approx(float(loaded.model.logit_scale.detach().exp()))
     embedding = _unit(_basis(0) + 0.5 * _basis(1))[None]
     frame = labeler.score_embeddings(embedding)
     expected = softmax(labeler.class_scale * embedding @ hand_made_text.classes.T)
@@ -279,3 +279,38 @@ def test_labeler_sets_torch_threads(loaded, vocabulary, tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def _blobs(rows, cols, seed):
+    """Dark field with bright round nuclei every 32 px, as a fluorescence image looks."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    grey = rng.normal(10, 2, (rows, cols))
+    for cy in range(16, rows, 32):
+        for cx in range(16, cols, 32):
+            grey[(yy - cy) ** 2 + (xx - cx) ** 2 < 64] = 200
+    grey = np.clip(grey, 0, 255).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def test_label_view_with_tile_plan(loaded, vocabulary, tmp_path):
+    from vlm_micro.tiling import TileSettings, plan_tiles
+
+    view = ArrayView.from_rgb(_blobs(128, 160, 3), modality="fluorescence")
+    plan = plan_tiles(view, TileSettings.from_dict({}), None, 32)
+    assert len(plan.tiles) > 0
+    frame = Labeler(loaded, vocabulary, _settings(tmp_path)).label_view(view, plan.tiles, 32, batch_size=4)
+    assert frame.index.equals(plan.tiles.index)
+    assert frame["cell_type"].isin(vocabulary.class_names).all()
+
+
+def test_few_shot_references_from_image_file(loaded, vocabulary, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "normal.png"
+    Image.fromarray(_blobs(128, 128, 4)).save(path)
+    labeler = Labeler(loaded, vocabulary, _settings(tmp_path, normal_references=[str(path)]))
+    frame = labeler.predict(_blobs(32, 32, 5)[None])
+    assert labeler.memory_bank is not None
+    assert len(labeler.memory_bank.embeddings) >= 2
+    assert frame["anomaly_few_shot"].notna().all()

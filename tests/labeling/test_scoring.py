@@ -22,7 +22,7 @@ def test_uncertain_by_probability_and_margin():
         [0.90, 0.05, 0.05],  # confident
         [0.45, 0.20, 0.35],  # top probability below 0.5
         [0.52, 0.46, 0.02],  # margin 0.06 below 0.1
-        [0.50, 0.40, 0.10],  # exactly at both thresholds
+        [0.50, 0.39, 0.11],  # top probability exactly at the threshold
     ])
     frame = cell_type_columns(probabilities, ["a", "b", "c"], 0.5, 0.1)
     assert frame["uncertain"].tolist() == [False, True, True, False]

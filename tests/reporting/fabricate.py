@@ -101,12 +101,14 @@ def cell_tiles(rows: int, cols: int, rng: np.random.Generator) -> tuple[pd.DataF
     centroid_x = rng.uniform(10, cols - 10, size=n)
     area = rng.uniform(40, 300, size=n)
     cells = pd.DataFrame({
-        "cell_id": np.arange(1, n + 1, dtype=np.int64),
+        "cell_id": np.arange(n, dtype=np.int64),
         "centroid_y": centroid_y,
         "centroid_x": centroid_x,
         "area_px": area,
         "area_um2": area * PIXEL_SIZE_UM**2,
         "mean_intensity": rng.uniform(0.3, 0.9, size=n),
+        "eccentricity": rng.uniform(0.0, 0.8, size=n),
+        "tile_id": pd.array(np.arange(n), dtype="Int64"),
     })
     tiles = pd.DataFrame({
         "tile_id": np.arange(n, dtype=np.int64),
@@ -117,7 +119,7 @@ def cell_tiles(rows: int, cols: int, rng: np.random.Generator) -> tuple[pd.DataF
         "level": 0,
         "is_edge": False,
         "placement": "cells",
-        "cell_id": pd.array(np.arange(1, n + 1), dtype="Int64"),
+        "cell_id": pd.array(np.arange(n), dtype="Int64"),
         "foreground_fraction": rng.uniform(0.2, 1.0, size=n),
         "focus": rng.uniform(10, 300, size=n),
         "saturated_fraction": 0.0,
@@ -193,6 +195,9 @@ def _write_files(out: Path, image_id: str, status: dict, tiles: pd.DataFrame, ce
     if cells is not None:
         (out / "tables" / "cells").mkdir(parents=True, exist_ok=True)
         cells.insert(0, "image_id", image_id)
+        cells.insert(1, "series", pd.array([0] * len(cells), dtype="Int64"))
+        cells.insert(2, "frame", pd.array([pd.NA] * len(cells), dtype="Int64"))
+        cells.insert(3, "projection", pd.array([pd.NA] * len(cells), dtype="string"))
         cells.to_parquet(out / "tables" / "cells" / f"{image_id}.parquet", index=False)
     # The thumbnail is half the size of the image, like the pipeline's for larger images.
     Image.fromarray(rgb[::2, ::2]).save(out / "thumbs" / f"{image_id}.png", format="PNG")
@@ -206,3 +211,24 @@ def write_failed(out: Path, image_id: str, error: str, metadata: dict | None = N
     (out / "status").mkdir(parents=True, exist_ok=True)
     (out / "status" / f"{image_id}.json").write_text(json.dumps(status, indent=2), encoding="utf-8")
     return status
+
+
+# A file name and sample-sheet value that would run script if a page did not escape them.
+MARKUP_ID = "<img src=x onerror=alert(1)>"
+MARKUP_FILE = MARKUP_ID + ".png"
+MARKUP_REPLICATE = "<script>alert(2)</script>"
+FAILED_ERROR = "broken.tif: not a TIFF file <b>bad magic</b>; check the file"
+
+
+def fabricate_run(out: Path) -> dict[str, dict]:
+    """Write four processed images and one failed image below ``out`` and return their status records."""
+    return {
+        "tissue_a": write_image(out, "tissue_a", seed=0, metadata={"condition": "control", "replicate": "1"}),
+        "tissue_b": write_image(out, "tissue_b", seed=1, pixel_size_um=None,
+                                metadata={"condition": "treated", "replicate": "1"}),
+        "cells_c": write_image(out, "cells_c", seed=2, placement="cells",
+                               metadata={"condition": "treated", "replicate": "2"}),
+        MARKUP_ID: write_image(out, MARKUP_ID, seed=3, file_name=MARKUP_FILE,
+                               metadata={"condition": "control", "replicate": MARKUP_REPLICATE}),
+        "broken": write_failed(out, "broken", FAILED_ERROR, metadata={"condition": "control", "replicate": "3"}),
+    }

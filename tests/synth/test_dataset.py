@@ -149,3 +149,29 @@ def test_cli_invalid_fraction_exits_with_error(tmp_path, capsys):
     status = main(["synth", "--out", str(tmp_path), "--n-images", "1", "--seed", "2", "--anomaly-fraction", "2"])
     assert status == 1
     assert "anomaly fraction" in capsys.readouterr().err
+
+
+def test_dataset_workers_same_bytes(dataset, tmp_path):
+    out, _ = dataset
+    generate_dataset(tmp_path, N_IMAGES, seed=5, size_px=SIZE_PX, anomaly_fraction=0.3, n_workers=2)
+    assert _digests(tmp_path) == _digests(out)
+
+
+def test_dataset_vocabulary_subset_and_unknown_name(tmp_path):
+    labels = tmp_path / "labels.yaml"
+    labels.write_text(
+        "cell_types:\n"
+        "  - {name: tumor, synonyms: [tumor cells]}\n"
+        "  - {name: lymphocyte, synonyms: [lymphocytes]}\n"
+        "templates:\n  default: ['a micrograph of {}.']\n"
+        "anomaly:\n  normal_states: ['normal {}']\n"
+        "  kinds:\n    - {name: debris, states: ['{} with debris']}\n"
+        "  templates: ['an image of {}.']\n"
+    )
+    annotations = generate_dataset(tmp_path / "out", 2, seed=1, size_px=128, anomaly_fraction=1.0, labels=labels)
+    assert set(annotations.cell_type) <= {"tumor", "lymphocyte"}
+    assert set(annotations.anomaly_kind) == {"debris"}
+
+    labels.write_text(labels.read_text().replace("name: tumor", "name: platelet"))
+    with pytest.raises(ConfigError, match="platelet"):
+        generate_dataset(tmp_path / "bad", 1, seed=1, size_px=128, labels=labels)

@@ -13,6 +13,7 @@ import open_clip
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from vlm_micro.labeling.vocabulary import parse_vocabulary
@@ -52,6 +53,14 @@ def _one_torch_thread():
 @pytest.fixture
 def vocabulary():
     return parse_vocabulary(copy.deepcopy(SMALL_VOCABULARY))
+
+
+@pytest.fixture
+def labels_file(tmp_path):
+    """The small vocabulary written as a labels.yaml file."""
+    path = tmp_path / "labels.yaml"
+    path.write_text(yaml.safe_dump(SMALL_VOCABULARY))
+    return path
 
 
 @pytest.fixture

@@ -78,8 +78,9 @@ def test_folder_per_class(tmp_path, vocabulary, draw):
     (tmp_path / "alpha" / "notes.txt").write_text("not an image")
     table = load_annotations(tmp_path, vocabulary)
     assert len(table) == 5
-    assert table["cell_type"].tolist() == ["alpha", "alpha", "", "", "gamma"]
-    assert table["anomaly"].tolist() == [pd.NA, pd.NA, 1, 0, pd.NA]
+    # Label folders are read in sorted order: alpha, blur, gamma, normal.
+    assert table["cell_type"].tolist() == ["alpha", "alpha", "", "gamma", ""]
+    assert table["anomaly"].tolist() == [pd.NA, pd.NA, 1, pd.NA, 0]
     assert table.loc[2, "anomaly_kind"] == "blur"
     assert table["image_id"].is_unique
 

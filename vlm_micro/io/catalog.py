@@ -59,6 +59,9 @@ class SeriesEntry:
         count = 3 if self.layout.palette else self.layout.n_channels
         if self.layout.rgb or self.layout.palette:
             return ["red", "green", "blue", "alpha"][:count]
+        if self.layout.drop_alpha:
+            names = list(self.meta.channel_names)[:count]
+            return names if len(names) == count else [None] * count
         names = list(self.meta.channel_names)
         return names if len(names) == count else [None] * count
 
@@ -119,7 +122,8 @@ def _entry(tif, index: int, ome_images) -> SeriesEntry:
     )
     entry.problem = _layout_problem(series, axes, shape)
     if entry.problem is None:
-        entry.layout = plane_layout(axes, shape, int(keyframe.photometric))
+        alpha = any(int(extra) in (1, 2) for extra in (keyframe.extrasamples or ()))
+        entry.layout = plane_layout(axes, shape, int(keyframe.photometric), alpha)
     try:
         entry.meta = series_metadata(tif, index, ome_images)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -166,7 +170,7 @@ def select_series(entries: list[SeriesEntry], selector: str | int, path) -> list
     images = [e for e in entries if e.role == ROLE_IMAGE]
     if not images:
         roles = ", ".join(f"{e.name} ({e.role})" for e in entries) or "none"
-        raise read_error(path, f"no image series in the file (series: {roles})", "check that the file holds image data")
+        raise read_error(path, f"no image series in the file (series: {roles})", "check that the file contains image data")
     if selector == "first":
         return images[:1]
     if selector == "all":

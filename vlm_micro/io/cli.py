@@ -1,4 +1,4 @@
-"""The ``vlm-micro inspect`` command: what a file holds and what the reader uses."""
+"""The ``vlm-micro inspect`` command: what a file contains and what the reader uses."""
 
 from __future__ import annotations
 

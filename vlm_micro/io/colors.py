@@ -1,7 +1,7 @@
 """Channel colours for the RGB composite of fluorescence channels.
 
 A colour is an (r, g, b) tuple of floats in 0..1. Users give colours as names
-(``green``, ``magenta``, any CSS colour name that matplotlib knows) or hex strings
+(``green``, ``magenta``, any CSS colour name that matplotlib recognises) or hex strings
 (``#00ff00``, ``#0f0``).
 """
 
@@ -26,6 +26,9 @@ NAMED_COLORS: dict[str, RGB] = {
     "gray": (1.0, 1.0, 1.0),
     "white": (1.0, 1.0, 1.0),
     "orange": (1.0, 0.5, 0.0),
+    # A black channel adds nothing to the composite, so "none" leaves a channel out.
+    "black": (0.0, 0.0, 0.0),
+    "none": (0.0, 0.0, 0.0),
 }
 
 # Colours given to channels that neither the configuration, the file metadata nor the
@@ -157,8 +160,8 @@ def channel_colors(
     overrides = overrides or {}
     metadata_colors = list(metadata_colors or [None] * count)
     emission_nm = list(emission_nm or [None] * count)
-    given = [c for c in metadata_colors if c is not None]
-    if count > 1 and given and all(_is_grey(c) for c in given):
+    stored = [c for c in metadata_colors if c is not None]
+    if count > 1 and stored and all(_is_grey(c) for c in stored):
         metadata_colors = [None] * count
 
     colors: list[RGB | None] = []

@@ -9,6 +9,8 @@ import struct
 import zlib
 from pathlib import Path
 
+from PIL.Image import DecompressionBombError
+
 from vlm_micro.errors import ImageReadError
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,14 @@ DECODE_ERRORS = (
     TypeError,
     NotImplementedError,
     EOFError,
+    ArithmeticError,
     struct.error,
     zlib.error,
     MemoryError,
+    DecompressionBombError,
 )
 
+# Exception texts of decoders are cut to this many characters in messages.
 _MAX_DETAIL = 160
 
 
@@ -46,9 +51,11 @@ def read_error(path: str | os.PathLike, cause: str, action: str) -> ImageReadErr
     return ImageReadError(f"cannot read image {str(path)!r}: {_one_line(cause)}; {action}")
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: str, max_length: int | None = None) -> str:
     text = re.sub(r"\s+", " ", str(text)).strip()
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+    if max_length is None or len(text) <= max_length:
+        return text
+    return text[: max_length - 3] + "..."
 
 
 def file_kind(path: str | os.PathLike) -> str:
@@ -64,10 +71,15 @@ def file_kind(path: str | os.PathLike) -> str:
     """
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise read_error(path, "symbolic link to a missing file, or a link loop", "fix the link or give the path of the image file")
         raise read_error(path, "file not found", "check the path and the images setting")
     if path.is_dir():
         hint = _CONVERT_HINT if path.suffix.lower() in _VENDOR_SUFFIXES else "give the path of an image file"
         raise read_error(path, "is a folder, not an image file", hint)
+    if not path.is_file():
+        # Opening a named pipe would block until a writer appears.
+        raise read_error(path, "not a regular file (a named pipe, socket or device)", "give the path of an image file")
     try:
         with open(path, "rb") as handle:
             header = handle.read(16)
@@ -85,7 +97,6 @@ def file_kind(path: str | os.PathLike) -> str:
 
 
 def _unknown_header(path: Path) -> ImageReadError:
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix else ""
     last = path.suffix.lower()
     expected = {s: "TIFF" for s in TIFF_SUFFIXES} | {s: "PNG" for s in PNG_SUFFIXES} | {s: "JPEG" for s in JPEG_SUFFIXES}
     if last in expected:
@@ -96,36 +107,56 @@ def _unknown_header(path: Path) -> ImageReadError:
         )
     if last in _VENDOR_SUFFIXES:
         return read_error(path, f"unsupported file type {last!r}", _CONVERT_HINT)
-    shown = suffix or "(no extension)"
+    extension_text = repr(last) if last else "(no extension)"
     return read_error(
         path,
-        f"not an image or an unsupported file type {shown}",
+        f"not an image, or an unsupported file type {extension_text}",
         "supported are TIFF, OME-TIFF, ImageJ TIFF, SVS and other pyramidal TIFF, PNG and JPEG",
     )
 
 
-def _is_missing_codec(exc: BaseException) -> bool:
+def _codec_problem(exc: BaseException) -> str | None:
+    """Return "missing" or "unknown" when ``exc`` reports an unavailable codec."""
     # tifffile raises KeyError("<COMPRESSION.X: n> requires the 'imagecodecs' package")
-    # or KeyError("... not supported") when no codec can decode the compression.
+    # when imagecodecs lacks a codec, and ValueError("n is not a known COMPRESSION")
+    # or KeyError("... not supported") for compressions it cannot decode at all.
     text = str(exc)
     if type(exc).__name__ == "DelayedImportError" or "imagecodecs" in text:
-        return True
-    return isinstance(exc, KeyError) and ("COMPRESSION" in text or "PREDICTOR" in text)
+        return "missing"
+    if isinstance(exc, (KeyError, ValueError)) and ("COMPRESSION" in text or "PREDICTOR" in text):
+        return "unknown"
+    return None
 
 
-def wrap_decode_error(path: str | os.PathLike, exc: BaseException, what: str = "reading") -> ImageReadError:
-    """Translate an exception of a decoder into a one-line ImageReadError."""
-    text = _one_line(f"{type(exc).__name__}: {exc}")
+_TRUNCATION_WORDS = ("truncat", "eof", "end of file", "too small", "unexpected end")
+
+
+def wrap_decode_error(path: str | os.PathLike, exc: BaseException, step: str = "reading") -> ImageReadError:
+    """Translate an exception of a decoder into a one-line ImageReadError.
+
+    ``step`` names what the reader was doing, such as "reading the low-resolution sample".
+    """
+    text = _one_line(f"{type(exc).__name__}: {exc}", _MAX_DETAIL)
     lowered = str(exc).lower()
-    if _is_missing_codec(exc):
+    codec = _codec_problem(exc)
+    if codec == "missing":
         return read_error(
             path,
-            f"missing codec while {what} ({text})",
+            f"missing codec while {step} ({text})",
             "install imagecodecs (pip install imagecodecs) or re-export the file with LZW, Deflate, zstd or JPEG compression",
         )
+    if codec == "unknown":
+        return read_error(path, f"unsupported compression while {step} ({text})",
+                          "re-export the file with LZW, Deflate, zstd or JPEG compression")
     if isinstance(exc, MemoryError):
-        return read_error(path, f"out of memory while {what}", "use a pyramidal (tiled) TIFF or more memory")
-    if isinstance(exc, (EOFError, struct.error)) or "truncat" in lowered or "eof" in lowered:
+        return read_error(path, f"out of memory while {step}", "use a pyramidal (tiled) TIFF or more memory")
+    if isinstance(exc, DecompressionBombError):
+        return read_error(path, f"image too large to decode whole ({text})",
+                          "convert it to a tiled pyramidal TIFF, which is read region by region")
+    if isinstance(exc, (EOFError, struct.error)) or any(word in lowered for word in _TRUNCATION_WORDS):
         return read_error(path, f"file is truncated ({text})", "copy or export the image again")
-    return read_error(path, f"file is damaged or has an unsupported layout while {what} ({text})",
-                      "re-export it as OME-TIFF or TIFF")
+    return read_error(
+        path,
+        f"file is damaged or has a layout the reader does not support, found while {step} ({text})",
+        "copy or export the image again, as OME-TIFF if the problem persists",
+    )

@@ -125,7 +125,12 @@ def _inspect_raster(path: Path, kind: str, settings: ReadSettings) -> dict:
               for k in range(level_count((rows, cols)))]
     grey, dtype = header["grey"], header["dtype"]
     axes, shape = ("YX", [rows, cols]) if grey else ("YXS", [rows, cols, 3])
-    rendering = "composite" if grey else "rgb" if dtype == "uint8" else "rgb-normalised"
+    if grey:
+        rendering = "composite"
+    elif dtype == "uint8":
+        rendering = "rgb"
+    else:
+        rendering = "rgb-normalised"
     series = {"index": 0, "name": path.name, "role": ROLE_IMAGE, "kind": kind, "axes": axes, "shape": shape,
               "dtype": dtype, "mode": header["mode"], "pixel_size_um": header["pixel_size_um"],
               "pixel_size_source": header["pixel_size_source"], "levels": levels}
@@ -154,13 +159,17 @@ def inspect_image(path: str | os.PathLike, settings: ReadSettings | None = None)
     Returns
     -------
     info : dict
-        JSON-able. ``path``, ``format``, ``file_size_bytes``; ``series`` (number of
-        image series, label and macro images excluded); ``axes``, ``shape``, ``dtype``,
-        ``pixel_size_um`` (None when the file does not say), ``pixel_size_source``,
-        ``channels`` and ``levels`` of the first selected series; ``series_list`` with
-        the details of every series, label and macro images included, each with its
-        ``role``; ``reader_choice`` with the series, frames, projection, rendering
-        and channel colours that the reader uses.
+        JSON-able, with these keys:
+
+        - ``path``, ``format``, ``file_size_bytes``.
+        - ``series``: number of image series, label and macro images excluded.
+        - ``axes``, ``shape``, ``dtype``, ``pixel_size_um`` (None when the file has
+          none), ``pixel_size_source``, ``channels`` and ``levels`` of the first
+          selected series.
+        - ``series_list``: details of every series, label and macro images included,
+          each with its ``role``.
+        - ``reader_choice``: the series, frames, projection, rendering and channel
+          colours that the reader uses.
 
     Raises
     ------

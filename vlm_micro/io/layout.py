@@ -1,4 +1,4 @@
-"""How the axes of a series map onto one 2-D plane: frames, z-stack, channels.
+"""Roles of the axes of a series on the way to one 2-D plane: frames, z-stack, channels.
 
 tifffile names axes with letters: ``T`` time, ``Z`` depth, ``C`` channel, ``Y`` rows,
 ``X`` columns, ``S`` samples of a pixel (RGB), ``I`` and ``Q`` planes of unknown
@@ -19,7 +19,7 @@ PHOTOMETRIC_RGB = 2
 PHOTOMETRIC_PALETTE = 3
 PHOTOMETRIC_YCBCR = 6
 
-# Axes of unknown meaning that tifffile uses for plain page sequences; each of their
+# Axes of unknown meaning that tifffile uses for plain page sequences. Each of their
 # planes is treated as its own frame, so planes of unknown meaning are never mixed.
 _SEQUENCE_AXES = "IQ"
 
@@ -46,6 +46,8 @@ class PlaneLayout:
         The single sample indexes the colormap of the TIFF page.
     inverted : bool
         PhotometricInterpretation is MinIsWhite: low values are bright.
+    drop_alpha : bool
+        The last sample of a grey series is an alpha channel, which reads drop.
     fixed_axes : dict
         Other axes of size > 1, each read at index 0.
     """
@@ -58,6 +60,7 @@ class PlaneLayout:
     rgb: bool = False
     palette: bool = False
     inverted: bool = False
+    drop_alpha: bool = False
     fixed_axes: dict = field(default_factory=dict)
 
     def size(self, axis: str | None) -> int:
@@ -75,7 +78,7 @@ class PlaneLayout:
     @property
     def n_channels(self) -> int:
         """Number of raw channels a region read returns (RGBA counts 4)."""
-        return prod(self.size(axis) for axis in self.channel_axes)
+        return prod(self.size(axis) for axis in self.channel_axes) - int(self.drop_alpha)
 
     @property
     def plane_shape(self) -> tuple[int, int]:
@@ -95,7 +98,7 @@ class PlaneLayout:
         }
 
 
-def plane_layout(axes: str, shape: tuple, photometric: int | None) -> PlaneLayout:
+def plane_layout(axes: str, shape: tuple, photometric: int | None, alpha: bool = False) -> PlaneLayout:
     """Assign roles to the axes of a series.
 
     Parameters
@@ -106,6 +109,8 @@ def plane_layout(axes: str, shape: tuple, photometric: int | None) -> PlaneLayou
         Series shape, one length per axis.
     photometric : int or None
         PhotometricInterpretation of the first page.
+    alpha : bool
+        The ExtraSamples tag marks the last sample as (associated or unassociated) alpha.
 
     Raises
     ------
@@ -136,5 +141,6 @@ def plane_layout(axes: str, shape: tuple, photometric: int | None) -> PlaneLayou
         rgb=rgb,
         palette=palette,
         inverted=photometric == PHOTOMETRIC_MINISWHITE,
+        drop_alpha=alpha and not rgb and channel_axes == "S" and samples > 1,
         fixed_axes=fixed,
     )

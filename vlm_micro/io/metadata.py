@@ -64,9 +64,9 @@ class SeriesMetadata:
         Where the pixel size came from: ``"OME-XML"``, ``"LSM"``, ``"ImageJ"``,
         ``"SVS description"`` or ``"TIFF resolution"``.
     channel_names, channel_colors, emission_nm : list
-        Per channel of the file, None where the file does not say.
+        Per channel of the file, None where the file has no value.
     modality_hint : str or None
-        ``"fluorescence"`` or ``"brightfield"`` when OME channel metadata says so.
+        ``"fluorescence"`` or ``"brightfield"`` when OME channel metadata states it.
     """
 
     pixel_size_um: float | None = None

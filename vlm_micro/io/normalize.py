@@ -45,8 +45,8 @@ def _limits_of(values: np.ndarray, percentiles: Sequence[float]) -> tuple[float,
         return 0.0, 1.0
     low, high = (float(v) for v in np.percentile(values, percentiles))
     if high <= low:
-        # Sparse signal (for example a few spots above a flat background) can put both
-        # percentiles on the background; the full range then keeps the signal visible.
+        # Sparse signal, such as a few spots above a flat background, can put both
+        # percentiles on the background. The full range then keeps the signal visible.
         low, high = float(values.min()), float(values.max())
     return low, high
 
@@ -95,10 +95,11 @@ def normalize(raw: np.ndarray, limits: np.ndarray) -> np.ndarray:
     """
     work = _work_dtype(raw.dtype)
     low = limits[:, 0].astype(work)
-    span = (limits[:, 1] - limits[:, 0]).astype(work)
-    scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
-    with np.errstate(invalid="ignore", over="ignore"):
-        out = (raw.astype(work, copy=False) - low) * scale
+    span = limits[:, 1] - limits[:, 0]
+    # An infinite span maps a constant channel to 0 without dividing by zero.
+    span = np.where(span > 0, span, np.inf).astype(work)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        out = (raw.astype(work, copy=False) - low) / span
     np.clip(out, 0.0, 1.0, out=out)
     out = out.astype(np.float32, copy=False)
     np.nan_to_num(out, copy=False, nan=0.0)

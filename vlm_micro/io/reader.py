@@ -47,8 +47,8 @@ def open_views(
         Series, frame, z projection, channel colour and percentile choices; defaults
         to ``ReadSettings()``.
     pixel_size_um : float, optional
-        Level-0 pixel size in micrometres per pixel that replaces what the file says
-        (for example from the sample sheet).
+        Level-0 pixel size in micrometres per pixel that replaces the one stored in the
+        file (for example from the sample sheet).
 
     Returns
     -------
@@ -68,10 +68,10 @@ def open_views(
 
     Notes
     -----
-    Pixel data are read on demand, region by region, from tifffile's zarr store, so
-    memory does not grow with the image size, except for PNG and JPEG files (decoded
-    whole) and TIFF files stored as a single uncompressed strip, where tifffile's
-    smallest readable unit is the whole plane.
+    Pixel data of TIFF files are read on demand, region by region, from tifffile's
+    zarr store, with a cache of decoded blocks bounded per file, so memory does not grow
+    with the size of a tiled TIFF. PNG and JPEG files are decoded whole; TIFF files
+    stored in strips decode whole strips, so their memory grows with the image width.
     """
     path = Path(path)
     settings = settings or ReadSettings()

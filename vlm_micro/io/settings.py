@@ -14,7 +14,7 @@ Z_PROJECTIONS = ("max", "mean", "middle")
 
 @dataclass(frozen=True)
 class ReadSettings:
-    """How a file becomes image views.
+    """Reader settings: which series, frames and channels become views, and how.
 
     Attributes
     ----------

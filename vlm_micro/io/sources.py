@@ -25,12 +25,12 @@ log = logging.getLogger(__name__)
 MIN_LEVEL_SIDE = 512
 
 # A computed level averages sub x sub samples per output pixel, taken with a stride of
-# factor // sub level-0 pixels: an anti-aliased estimate whose memory is bounded by the
-# output size rather than by the image size.
+# factor // sub pixels of the native level. This anti-aliased estimate needs memory in
+# proportion to the output size, not to the image size.
 _MAX_POOL_SAMPLES = 4
 
-# Maximum number of samples (rows x columns x channels) held at once while computing a
-# region of a coarser level; larger regions are processed in bands of rows.
+# Maximum number of samples (rows x columns x channels) in memory at once while
+# computing a region of a coarser level. Larger regions are processed in bands of rows.
 _MAX_BAND_VALUES = 1 << 24
 
 # Decoded blocks kept per open TIFF file. A tile smaller than the file's chunks (for
@@ -40,10 +40,16 @@ BLOCK_CACHE_BYTES = 128 << 20
 # Cached blocks span whole chunks and at least this many pixels per side.
 _MIN_BLOCK_SIDE = 512
 
+# Computed levels up to this size (at 8 bytes per value) are cached whole.
+_WHOLE_LEVEL_BYTES = 32 << 20
+
+# Cache of computed levels of an in-memory plane (PNG, JPEG).
+_ARRAY_CACHE_BYTES = 64 << 20
+
 
 @dataclass(frozen=True)
 class LevelPlan:
-    """Where the pixels of one level come from."""
+    """Source level and extra subsampling of one pyramid level."""
 
     native: int  # index of the native level read
     factor: int  # extra subsampling of that native level, 1 for native levels
@@ -100,12 +106,59 @@ def _block_mean(block: np.ndarray, rows: int, cols: int, sub: int) -> np.ndarray
         return total / count
 
 
-class PlaneSource:
-    """Base class: level plans and computed levels over ``_read_native``."""
+class BlockCache:
+    """Least-recently-used cache of decoded blocks, bounded in bytes.
 
-    def __init__(self, plans: list[LevelPlan], n_channels: int) -> None:
+    A block larger than the whole capacity is still kept, alone, so a file stored as one
+    strip decodes once.
+    """
+
+    def __init__(self, capacity_bytes: int = BLOCK_CACHE_BYTES, lock: threading.RLock | None = None) -> None:
+        self.capacity_bytes = capacity_bytes
+        self.lock = lock or threading.RLock()
+        self._blocks: OrderedDict = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key, load):
+        """Return the block of ``key``, calling ``load()`` under the lock on a miss."""
+        with self.lock:
+            block = self._blocks.get(key)
+            if block is not None:
+                self._blocks.move_to_end(key)
+                return block
+            block = load()
+            self._blocks[key] = block
+            self._bytes += block.nbytes
+            while self._bytes > self.capacity_bytes and len(self._blocks) > 1:
+                _, evicted = self._blocks.popitem(last=False)
+                self._bytes -= evicted.nbytes
+            return block
+
+    def clear(self) -> None:
+        with self.lock:
+            self._blocks.clear()
+            self._bytes = 0
+
+
+class PlaneSource:
+    """Base class: level plans and computed levels over ``_read_native``.
+
+    Parameters
+    ----------
+    plans : list of LevelPlan
+    n_channels : int
+        Channels of the raw arrays that reads return.
+    cache : BlockCache
+        Cache shared with the other sources of the same file.
+    cache_key : tuple
+        Prefix of this source's keys in ``cache``.
+    """
+
+    def __init__(self, plans: list[LevelPlan], n_channels: int, cache: BlockCache, cache_key: tuple = ()) -> None:
         self.plans = plans
         self.n_channels = n_channels
+        self.cache = cache
+        self.cache_key = cache_key
 
     @property
     def levels(self) -> list[Level]:
@@ -119,11 +172,35 @@ class PlaneSource:
         """Read an in-bounds region of a level as a raw (height, width, C) array.
 
         Native levels keep the file's dtype; computed levels are float32 or float64
-        averages in which NaN marks pixels without data.
+        averages in which NaN marks pixels without data. A computed level small enough
+        for :data:`_WHOLE_LEVEL_BYTES` is computed whole once and cached, because the
+        intensity sample, the thumbnail and foreground masks all read it.
         """
         plan = self.plans[level]
         if plan.factor == 1:
             return self._read_native(plan.native, slice(y, y + height), slice(x, x + width))
+        if self._is_small(level):
+            return self._whole_level(level)[y : y + height, x : x + width]
+        return self._read_pooled(plan, y, x, height, width)
+
+    def _is_small(self, level: int) -> bool:
+        plan = self.plans[level]
+        rows, cols = plan.level.shape
+        return plan.factor > 1 and rows * cols * self.n_channels * 8 <= _WHOLE_LEVEL_BYTES
+
+    def _whole_level(self, level: int) -> np.ndarray:
+        def compute():
+            plan = self.plans[level]
+            rows, cols = plan.level.shape
+            # The next finer level, when cached too, is a quarter of the work of the
+            # native level it was computed from.
+            if self._is_small(level - 1):
+                return _block_mean(self._whole_level(level - 1), rows, cols, 2)
+            return self._read_pooled(plan, 0, 0, rows, cols)
+
+        return self.cache.get(self.cache_key + ("level", level), compute)
+
+    def _read_pooled(self, plan: LevelPlan, y: int, x: int, height: int, width: int) -> np.ndarray:
         factor = plan.factor
         sub = min(factor, _MAX_POOL_SAMPLES)
         step = factor // sub
@@ -147,41 +224,10 @@ class ArraySource(PlaneSource):
 
     def __init__(self, array: np.ndarray) -> None:
         self.array = array
-        super().__init__(plan_levels([array.shape[:2]]), array.shape[2])
+        super().__init__(plan_levels([array.shape[:2]]), array.shape[2], BlockCache(_ARRAY_CACHE_BYTES))
 
     def _read_native(self, native, rows, cols):
         return self.array[rows, cols]
-
-
-class BlockCache:
-    """Least-recently-used cache of decoded blocks, bounded in bytes.
-
-    A block larger than the whole capacity is still kept, alone, so a file stored as one
-    strip decodes once.
-    """
-
-    def __init__(self, capacity_bytes: int = BLOCK_CACHE_BYTES) -> None:
-        self.capacity_bytes = capacity_bytes
-        self._blocks: OrderedDict = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key, load):
-        """Return the block of ``key``, calling ``load()`` on a miss."""
-        block = self._blocks.get(key)
-        if block is not None:
-            self._blocks.move_to_end(key)
-            return block
-        block = load()
-        self._blocks[key] = block
-        self._bytes += block.nbytes
-        while self._bytes > self.capacity_bytes and len(self._blocks) > 1:
-            _, evicted = self._blocks.popitem(last=False)
-            self._bytes -= evicted.nbytes
-        return block
-
-    def clear(self) -> None:
-        self._blocks.clear()
-        self._bytes = 0
 
 
 class SharedTiff:
@@ -194,7 +240,7 @@ class SharedTiff:
     def __init__(self, tif) -> None:
         self.tif = tif
         self.lock = threading.RLock()
-        self.cache = BlockCache()
+        self.cache = BlockCache(lock=self.lock)
         self._users = 0
 
     def acquire(self) -> None:
@@ -228,7 +274,8 @@ class TiffSeriesSource(PlaneSource):
         series = shared.tif.series[series_index]
         y_axis, x_axis = layout.axes.index("Y"), layout.axes.index("X")
         shapes = [(lvl.shape[y_axis], lvl.shape[x_axis]) for lvl in series.levels]
-        super().__init__(plan_levels(shapes), 3 if layout.palette else layout.n_channels)
+        super().__init__(plan_levels(shapes), 3 if layout.palette else layout.n_channels, shared.cache,
+                         (series_index, frame, projection))
         self.shared = shared
         self.series_index = series_index
         self.layout = layout
@@ -271,9 +318,11 @@ class TiffSeriesSource(PlaneSource):
     def _read_plane(self, native: int, rows: slice, cols: slice, z: int | None) -> np.ndarray:
         with self.shared.lock:
             data = np.asarray(self._array(native)[self._index(rows, cols, z)])
-        kept = [a for a in self.layout.axes if a in "YX" or a in self.layout.channel_axes]
-        order = [kept.index("Y"), kept.index("X")] + [i for i, a in enumerate(kept) if a not in "YX"]
+        kept_axes = [a for a in self.layout.axes if a in "YX" or a in self.layout.channel_axes]
+        order = [kept_axes.index("Y"), kept_axes.index("X")] + [i for i, a in enumerate(kept_axes) if a not in "YX"]
         data = data.transpose(order).reshape(data.shape[order[0]], data.shape[order[1]], -1)
+        if self.layout.drop_alpha:
+            data = data[..., :-1]
         if data.dtype == np.bool_:
             data = data.astype(np.uint8)
         if self._colormap is not None:
@@ -298,8 +347,8 @@ class TiffSeriesSource(PlaneSource):
             for block_y in range(rows.start // block_rows, (rows.stop - 1) // block_rows + 1):
                 for block_x in range(cols.start // block_cols, (cols.stop - 1) // block_cols + 1):
                     y0, x0 = block_y * block_rows, block_x * block_cols
-                    key = (self.series_index, self.frame, self.projection, native, block_y, block_x)
-                    block = self.shared.cache.get(key, lambda: self._read_projected(
+                    key = self.cache_key + (native, block_y, block_x)
+                    block = self.cache.get(key, lambda: self._read_projected(
                         native, slice(y0, min(y0 + block_rows, level_rows)), slice(x0, min(x0 + block_cols, level_cols))))
                     if out is None:
                         out = np.empty((rows.stop - rows.start, cols.stop - cols.start, block.shape[2]), block.dtype)
@@ -319,7 +368,7 @@ class TiffSeriesSource(PlaneSource):
 
 
 def _project(read_z, n_z: int, projection: str) -> np.ndarray:
-    """Reduce z planes one at a time, so memory holds at most two planes."""
+    """Reduce z planes one at a time, so that at most two planes are in memory."""
     if projection == "max":
         result = read_z(0)
         reduce = np.fmax if result.dtype.kind == "f" else np.maximum

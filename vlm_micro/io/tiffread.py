@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlm_micro.errors import ImageReadError
 from vlm_micro.io.catalog import SeriesEntry, catalog_tiff, check_data_in_file, select_series
 from vlm_micro.io.colors import channel_colors, to_hex
 from vlm_micro.io.diagnose import DECODE_ERRORS, read_error, wrap_decode_error
@@ -23,9 +24,25 @@ def open_tiff(path: Path):
     import tifffile
 
     try:
-        return tifffile.TiffFile(path)
+        tif = tifffile.TiffFile(path)
     except DECODE_ERRORS as exc:
         raise wrap_decode_error(path, exc, "parsing the TIFF structure") from exc
+    try:
+        if len(tif.pages) == 0:
+            raise read_error(path, "no valid TIFF page: the header points past the data (truncated or damaged file)",
+                             "copy or export the image again")
+        first = tif.pages.first
+        rows, cols = int(first.imagelength), int(first.imagewidth)
+    except DECODE_ERRORS as exc:
+        tif.close()
+        raise wrap_decode_error(path, exc, "parsing the first TIFF page") from exc
+    except ImageReadError:
+        tif.close()
+        raise
+    if rows == 0 or cols == 0:
+        tif.close()
+        raise read_error(path, f"image has zero size ({cols} x {rows} pixels)", "export the image again")
+    return tif
 
 
 def render_mode(entry: SeriesEntry) -> str:
@@ -39,7 +56,7 @@ def render_mode(entry: SeriesEntry) -> str:
 
 
 def frame_indices(entry: SeriesEntry, frames: str | int, path) -> list[int | None]:
-    """Return the frame indices ``read.frames`` selects; [None] without a frame axis."""
+    """Return the frame indices that ``read.frames`` selects, or [None] without a frame axis."""
     layout = entry.layout
     if layout.frame_axis is None:
         return [None]
@@ -88,8 +105,13 @@ def plane_record(entry: SeriesEntry, frame: int | None, settings: ReadSettings, 
 
 def _series_views(shared: SharedTiff, entry: SeriesEntry, settings: ReadSettings, path: str) -> list[ImageView]:
     if entry.problem:
-        raise read_error(path, f"unsupported layout: {entry.problem}", "re-export the image as OME-TIFF with YX planes")
+        raise read_error(path, f"unsupported layout: {entry.problem}",
+                         "re-export it as OME-TIFF with integer or float planes of Y and X axes")
     check_data_in_file(shared.tif.series[entry.index], path)
+    size_x, size_y = entry.meta.pixel_size_um, entry.meta.pixel_size_y_um
+    if size_x and size_y and abs(size_y / size_x - 1) > 0.01:
+        log.warning("%s series %d: pixels are %.4g x %.4g um (x by y); tiles use the x size",
+                    path, entry.index, size_x, size_y)
     colors = composite_colors(entry, settings)
     views = []
     for frame in frame_indices(entry, settings.frames, path):

@@ -1,8 +1,8 @@
 """Anomaly scores from normalised embeddings: zero-shot state prompts and a few-shot memory bank.
 
-Zero-shot, in the manner of WinCLIP: a tile is compared with
-one prompt ensemble for the normal state and one per anomaly kind; the softmax over
-these, at the model's logit scale, gives p(normal), and the score is ``1 - p(normal)``.
+Zero-shot, in the manner of WinCLIP: a tile is compared with one prompt ensemble for
+the normal state and one per anomaly kind. The softmax over these similarities, at the
+model's logit scale, gives p(normal), and the score is ``1 - p(normal)``.
 
 Few-shot: the embeddings of tiles known to be normal form a memory bank. A tile's
 distance is ``1 - max cosine similarity`` to the bank. The distance is mapped to [0, 1]
@@ -99,7 +99,7 @@ class MemoryBank:
     centre : float
         Cosine distance that maps to a score of 0.5.
     width : float
-        Distance scale of the logistic curve; ``centre`` is ``CENTRE_SIGMAS`` widths above
+        Distance scale of the logistic curve. ``centre`` is ``CENTRE_SIGMAS`` widths above
         the median leave-one-out distance.
     """
 

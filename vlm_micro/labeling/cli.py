@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    """Handle ``vlm-micro search``; prints the matching tiles to stdout."""
+    """Handle ``vlm-micro search`` and print the matching tiles to stdout."""
     from vlm_micro.labeling.search import run_model, search_tiles
     from vlm_micro.model import DEFAULT_SPEC, load_model
 

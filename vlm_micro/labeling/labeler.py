@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 64
 PREFETCH_DEPTH = 2  # batches read and preprocessed ahead of the model
 TOP_ANOMALY_PROMPTS = 3
-MAX_MEMORY_BANK = 20000  # references kept in the few-shot bank; more are subsampled
+MAX_MEMORY_BANK = 20000  # larger sets of reference tiles are subsampled to this many
 
 
 class Labeler:
@@ -35,13 +35,17 @@ class Labeler:
     settings : LabelSettings, optional
         Defaults when None.
     threads : int, optional
-        torch intra-op threads (``torch.set_num_threads``); overrides ``settings.threads``.
+        torch intra-op threads (``torch.set_num_threads``), overriding ``settings.threads``.
     read_settings, tile_settings : optional
         How image files in ``settings.normal_references`` are read and tiled.
+    target_pixel_size_um : float, optional
+        Pixel size (um/px) that image references are resampled to, by default the
+        model's ``pixel_size_um``. Pass the value the labelled tiles use.
     """
 
     def __init__(self, loaded_model, vocabulary: Vocabulary, settings: LabelSettings | None = None,
-                 threads: int | None = None, read_settings=None, tile_settings=None):
+                 threads: int | None = None, read_settings=None, tile_settings=None,
+                 target_pixel_size_um: float | None = None):
         self.loaded = loaded_model
         self.vocabulary = vocabulary
         self.settings = settings or LabelSettings()
@@ -52,6 +56,7 @@ class Labeler:
         self.anomaly_scale = zero_shot.anomaly_logit_scale(loaded_model)
         self._read_settings = read_settings
         self._tile_settings = tile_settings
+        self._target_pixel_size_um = target_pixel_size_um or loaded_model.pixel_size_um
         self._text: dict[str, TextEmbeddings] = {}
         self._memory_bank: MemoryBank | None = None
         self._references_pending = bool(self.settings.normal_references)
@@ -104,7 +109,7 @@ class Labeler:
             return
         from vlm_micro.labeling.references import load_reference_tiles
 
-        tiles = load_reference_tiles(self.settings.normal_references, tile_size_px, self.loaded.pixel_size_um,
+        tiles = load_reference_tiles(self.settings.normal_references, tile_size_px, self._target_pixel_size_um,
                                      self._read_settings, self._tile_settings)
         self.set_normal_references(tiles)
 
@@ -116,7 +121,7 @@ class Labeler:
         tiles : (n, S, S, 3) uint8 ndarray
         modality : str, optional
             Modality of the image the tiles come from (``fluorescence`` or
-            ``brightfield``); picks the prompt templates unless the settings force one.
+            ``brightfield``). It picks the prompt templates unless the settings force one.
 
         Returns
         -------
@@ -184,7 +189,7 @@ class Labeler:
         tile_size_px : int
             Tile side at the target pixel size.
         batch_size : int, optional
-            Tiles per forward pass; ``settings.batch_size`` or 64 when None.
+            Tiles per forward pass, by default ``settings.batch_size`` or else 64.
 
         Returns
         -------

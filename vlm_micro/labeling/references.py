@@ -33,9 +33,9 @@ def load_reference_tiles(paths, tile_size_px: int, pixel_size_um: float | None =
     tile_size_px : int
         Side of the returned tiles, in pixels at the target pixel size.
     pixel_size_um : float, optional
-        Target pixel size that image references are resampled to; None keeps their native scale.
+        Target pixel size that image references are resampled to. None keeps their native scale.
     read_settings, tile_settings : ReadSettings, TileSettings, optional
-        How image references are read and tiled; defaults when None.
+        How image references are read and tiled. None uses the defaults.
 
     Returns
     -------
@@ -44,7 +44,7 @@ def load_reference_tiles(paths, tile_size_px: int, pixel_size_um: float | None =
     Raises
     ------
     ConfigError
-        When a path does not exist or a folder holds no tile images.
+        When a path does not exist or a folder contains no tile images.
     """
     parts = []
     for path in map(Path, paths):

@@ -82,7 +82,7 @@ def search_tiles(results_dir: str | Path, query: str, loaded_model, top: int = 1
     top : int
         Number of tiles to return.
     templates : list of str, optional
-        Templates with one ``{}``; when given the query embedding is the normalised
+        Templates with one ``{}``. When given, the query embedding is the normalised
         mean over the query inserted into each template.
 
     Returns

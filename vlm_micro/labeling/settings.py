@@ -14,13 +14,13 @@ DEFAULT_TEXT_CACHE = ".cache/text_embeddings"
 
 @dataclass(frozen=True)
 class LabelSettings:
-    """How tiles are labelled.
+    """Settings of the labelling step.
 
     Attributes
     ----------
     modality : str
-        ``auto`` uses the modality of each image view (guessed from its background);
-        ``fluorescence`` or ``brightfield`` forces the prompt templates of that modality.
+        ``auto`` uses the modality of each image view (guessed from its background),
+        while ``fluorescence`` or ``brightfield`` forces the prompt templates of that modality.
     uncertain_probability : float
         A tile is flagged uncertain when its top class probability is below this value.
     uncertain_margin : float
@@ -28,17 +28,17 @@ class LabelSettings:
     anomaly_threshold : float
         Final anomaly score at or above which a tile is anomalous and gets an anomaly kind.
     normal_references : tuple of str
-        Images or folders of tile images known to be normal; their embeddings form the
+        Images or folders of tile images known to be normal. Their embeddings form the
         memory bank of the few-shot anomaly score. Empty disables few-shot scoring.
     few_shot_weight : float
-        Weight of the few-shot score in the final anomaly score, in [0, 1]; the
+        Weight of the few-shot score in the final anomaly score, in [0, 1], and the
         zero-shot score gets ``1 - few_shot_weight``.
     text_cache : str or None
-        Folder for cached class and prompt embeddings; None or "" disables the cache.
+        Folder for cached class and prompt embeddings. None or "" disables the cache.
     batch_size : int or None
-        Tiles per forward pass; None lets the caller choose (the ``model.batch_size`` key).
+        Tiles per forward pass. None lets the caller choose (the ``model.batch_size`` key).
     threads : int or None
-        torch intra-op threads; None leaves torch's default. The workflow passes the
+        torch intra-op threads. None leaves torch's default. The workflow passes the
         cores Snakemake gives the job.
     """
 

@@ -84,15 +84,22 @@ def _unit_labels(tiles_df: pd.DataFrame, cells_df: pd.DataFrame | None) -> tuple
     return labels.dropna().to_numpy(dtype=object), "cells", unlabelled
 
 
+# Plane columns that the pipeline adds to both tables; cell ids repeat across planes.
+_PLANE_KEYS = ("series", "frame")
+
+
 def _labels_by_cell_id(tiles_df: pd.DataFrame, cells_df: pd.DataFrame) -> np.ndarray:
     labels = np.full(len(cells_df), None, dtype=object)
     if "cell_id" not in tiles_df or "cell_id" not in cells_df or len(tiles_df) == 0:
         return labels
-    first = tiles_df.dropna(subset=["cell_id"]).drop_duplicates("cell_id")
+    keys = ["cell_id"] + [key for key in _PLANE_KEYS if key in tiles_df and key in cells_df]
+    first = tiles_df.dropna(subset=["cell_id"]).drop_duplicates(keys)
     if len(first) == 0:
         return labels
-    label_of = pd.Series(first["cell_type"].to_numpy(dtype=object), index=first["cell_id"].astype("int64").to_numpy())
-    return cells_df["cell_id"].astype("int64").map(label_of).to_numpy(dtype=object)
+    left = cells_df[keys].astype({"cell_id": "int64"}).reset_index(drop=True)
+    right = first[keys + ["cell_type"]].astype({"cell_id": "int64"})
+    merged = left.merge(right, on=keys, how="left", sort=False)
+    return merged["cell_type"].to_numpy(dtype=object)
 
 
 _CELL_CHUNK = 1024  # cells tested against all tile boxes at once

@@ -1,6 +1,6 @@
 """Text-side embeddings of the vocabulary, with an on-disk cache.
 
-For one model, vocabulary and modality this holds the class embeddings (prompt
+For one model, vocabulary and modality this module computes the class embeddings (prompt
 ensembles over synonyms times templates), the normal-state ensemble, one ensemble per
 anomaly kind, and the embedding of every single anomaly prompt (used to show which
 prompts a tile matched). Text encoding runs in float32 whatever the inference

@@ -18,8 +18,13 @@ from vlm_micro.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "open_clip_config.json"
-# Weights files of an open_clip hub repository, preferred first (safetensors over pickle).
-HUB_WEIGHTS_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+# Weights files of an open_clip hub repository, in the order open_clip 3.x prefers them in a folder.
+HUB_WEIGHTS_FILES = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+)
 _TRUE_VALUES = {"1", "true", "yes", "on"}
 
 

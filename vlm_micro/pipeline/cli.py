@@ -110,8 +110,9 @@ def _run_and_report(config: dict, args) -> int:
     result = run_workflow(config, cores=args.cores, profile=args.profile, extra=args.snakemake_args)
     out = Path(config["out"])
     if result.returncode != 0:
+        cause = f"; first job error: {result.job_error}" if result.job_error else ""
         raise VlmMicroError(
-            f"the workflow failed (snakemake exit status {result.returncode}); "
+            f"the workflow failed (snakemake exit status {result.returncode}){cause}; "
             f"see the messages above and the job logs in {out / 'logs'}"
         )
     if result.n_failed:

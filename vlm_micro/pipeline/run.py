@@ -42,6 +42,7 @@ class RunResult:
     n_images: int  # rows of images.tsv (0 when it was not written)
     n_failed: int  # rows with status failed
     index: Path  # OUT/index.html
+    job_error: str = ""  # first error line of a failed job's log, when snakemake failed
 
 
 # --------------------------------------------------------------------------- checks and lock
@@ -82,57 +83,82 @@ def _read_lock(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+class RunLock:
+    """The run lock file ``OUT/.vlm-micro.lock``: pid, host, start time and snakemake's pid.
+
+    ``stale_holder`` is the content of a lock left by a run that died; its snakemake
+    lock may still be in place and needs ``snakemake --unlock``.
+    """
+
+    def __init__(self, out: Path):
+        self.path = out / LOCK_NAME
+        self.info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self.stale_holder: dict | None = None
+
+    def acquire(self) -> None:
+        """Create the lock file, replacing a stale one; raise OutputError when a live run holds it."""
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                self.stale_holder = _check_existing_lock(self.path)
+                continue
+            except OSError as exc:
+                raise OutputError(f"cannot create the run lock {self.path}: {exc.strerror}; check the results folder") from exc
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(self.info, handle)
+            return
+        raise OutputError(f"cannot take the run lock {self.path}; another run started at the same moment, try again")
+
+    def record_child(self, pid: int) -> None:
+        """Store the pid of the snakemake process, so a later run can tell whether it still runs."""
+        self.info["child_pid"] = pid
+        write_text(self.path, json.dumps(self.info))
+
+    def release(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if _read_lock(self.path).get("pid") == self.info["pid"]:
+                self.path.unlink()
+
+
 @contextlib.contextmanager
 def run_lock(out: Path):
-    """Hold ``OUT/.vlm-micro.lock`` (pid, host, start time) for the duration of a run.
-
-    A lock left by a process that no longer runs on this host is stale and is replaced.
+    """Hold the run lock of ``out`` for the duration of a run; yield the :class:`RunLock`.
 
     Raises
     ------
     OutputError
         When another live run holds the lock, or it was taken on another host.
     """
-    path = out / LOCK_NAME
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            _handle_existing_lock(path)
-            continue
-        except OSError as exc:
-            raise OutputError(f"cannot create the run lock {path}: {exc.strerror}; check the results folder") from exc
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(info, handle)
-        break
-    else:
-        raise OutputError(f"cannot take the run lock {path}; another run started at the same moment, try again")
+    lock = RunLock(out)
+    lock.acquire()
     try:
-        yield path
+        yield lock
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            if _read_lock(path).get("pid") == info["pid"]:
-                path.unlink()
+        lock.release()
 
 
-def _handle_existing_lock(path: Path) -> None:
-    """Remove a stale lock, or raise OutputError when it belongs to a live or remote run."""
+def _check_existing_lock(path: Path) -> dict:
+    """Remove a stale lock and return its content; raise OutputError when its run is alive or remote."""
     holder = _read_lock(path)
     pid, host = holder.get("pid"), holder.get("host")
+    started = holder.get("started")
     if host and host != socket.gethostname():
         raise OutputError(
-            f"results folder {path.parent} is used by a run on host {host} (pid {pid}, started {holder.get('started')}); "
+            f"results folder {path.parent} is used by a run on host {host} (pid {pid}, started {started}); "
             f"wait for it, or delete {path} if that run is gone"
         )
-    if isinstance(pid, int) and _process_alive(pid):
-        raise OutputError(
-            f"results folder {path.parent} is used by another vlm-micro run (pid {pid}, started {holder.get('started')}); "
-            "wait for it to finish or choose another --out"
-        )
-    log.warning("removing stale run lock %s left by pid %s", path, pid)
+    for key in ("pid", "child_pid"):
+        value = holder.get(key)
+        if isinstance(value, int) and _process_alive(value):
+            raise OutputError(
+                f"results folder {path.parent} is used by another vlm-micro run (pid {value}, started {started}); "
+                "wait for it to finish or choose another --out"
+            )
+    log.warning("removing the stale run lock %s left by pid %s, which no longer runs", path, pid)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+    return holder
 
 
 # --------------------------------------------------------------------------- snakemake
@@ -188,6 +214,44 @@ def count_failed(images_tsv: Path) -> tuple[int, int]:
     return len(rows), sum(1 for row in rows if row.get("status") != "ok")
 
 
+def _start(command: list[str], out: Path) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(command, cwd=out)
+    except OSError as exc:
+        raise VlmMicroError(f"cannot start snakemake with {sys.executable}: {exc.strerror}") from exc
+
+
+def _wait(process: subprocess.Popen) -> int:
+    """Wait for snakemake; on Ctrl-C wait again while it stops its jobs, then re-raise."""
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.wait()
+        raise
+
+
+def unlock_workdir(command: list[str], out: Path) -> None:
+    """Remove the snakemake lock that a killed run left in ``OUT/.snakemake``."""
+    locks = out / ".snakemake" / "locks"
+    if not (locks.is_dir() and any(locks.iterdir())):
+        return
+    log.warning("removing the snakemake lock left by the killed run in %s", out)
+    completed = subprocess.run([*command, "--unlock"], cwd=out, check=False, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise VlmMicroError(f"snakemake --unlock failed in {out}: {completed.stderr.strip().splitlines()[-1:]}")
+
+
+def first_job_error(out: Path, since: float) -> str:
+    """Return the first ``vlm-micro ...: error:`` line of job logs written after ``since``, or ''."""
+    logs = sorted((path for path in (out / "logs").rglob("*.log") if path.stat().st_mtime >= since), key=lambda p: p.stat().st_mtime)
+    for path in logs:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("vlm-micro ") and ": error: " in line:
+                    return line.strip()
+    return ""
+
+
 def run_workflow(config: dict, *, cores: int | None = None, profile: str | None = None, extra: list[str] | None = None) -> RunResult:
     """Run the workflow for a validated config whose paths are absolute.
 
@@ -209,13 +273,16 @@ def run_workflow(config: dict, *, cores: int | None = None, profile: str | None 
     """
     out = Path(config["out"])
     check_writable(out)
-    with run_lock(out):
+    started = time.time()
+    with run_lock(out) as lock:
         config_file = write_run_config(config, out)
         command = snakemake_command(config_file, out, cores, profile, extra or [])
+        if lock.stale_holder is not None:
+            unlock_workdir(command, out)
         log.info("running: %s", " ".join(command))
-        try:
-            completed = subprocess.run(command, cwd=out, check=False)
-        except OSError as exc:
-            raise VlmMicroError(f"cannot start snakemake with {sys.executable}: {exc.strerror}") from exc
+        process = _start(command, out)
+        lock.record_child(process.pid)
+        returncode = _wait(process)
     n_images, n_failed = count_failed(out / "images.tsv")
-    return RunResult(completed.returncode, n_images, n_failed, out / "index.html")
+    error = first_job_error(out, started) if returncode else ""
+    return RunResult(returncode, n_images, n_failed, out / "index.html", error)

@@ -205,6 +205,9 @@ def process_shard(shard_file: str | Path, manifest_path: str | Path, threads: in
         if reused:
             log.info("image %s: reusing the result of an earlier run", entry.image_id)
         else:
+            # Loaded here, outside the per-image error handling, so that a model that
+            # cannot be loaded fails the job instead of every image.
+            context.labeler()
             status = process_image(entry, context)
         images.append(
             {"image_id": entry.image_id, "status": status["status"], "error": status["error"],

@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         "report",
         help="write the HTML and PDF report, GeoJSON and label map of images of a finished run",
         description="Write reports/{id}.html, reports/{id}.pdf, exports/{id}.geojson and "
-        "exports/{id}_labels.ome.tif from the stored results of a run; the model is not rerun.",
+        "exports/{id}_labels.ome.tif from the stored results of a run. The model is not rerun.",
     )
     report.add_argument("--results", required=True, type=Path, metavar="OUT",
                         help="output folder of the run (contains status/, tables/, thumbs/)")
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
 def _add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="CFG",
                         help="configuration of the run (default: OUT/config.yaml when present, else built-in "
-                        "defaults); its report, labeling and read sections are used")
+                        "defaults). Its report, labeling and read sections are used")
 
 
 def load_report_config(config_path: Path | None, results_dir: Path) -> dict:
@@ -49,7 +49,7 @@ def load_report_config(config_path: Path | None, results_dir: Path) -> dict:
     if config_path is None:
         saved = results_dir / "config.yaml"
         if not saved.is_file():
-            log.info("no --config and no %s; using default report settings", saved)
+            log.info("no --config given and %s not found, so default report settings are used", saved)
             return {}
         config_path = saved
     return load_config(config_path, check_files=False, check_settings=False)

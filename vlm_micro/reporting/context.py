@@ -37,11 +37,11 @@ class ReportContext:
         columns of the first plane), ``tiles`` (first plane only), ``cells``,
         ``placement`` and ``pixel_size_um``.
     raster : TileRaster or None
-        Tiles of the first plane on a coarse raster; None when the plane size is unknown.
+        Tiles of the first plane on a coarse raster, or None when the plane size is unknown.
     examples : dict
         Class name to its most confident :class:`GalleryTile` objects.
     anomalies : list of GalleryTile
-        The most anomalous tiles, highest score first.
+        The tiles with the highest anomaly scores, in decreasing order.
     generated : str
         Time the report was made, ISO 8601 in UTC.
     """
@@ -65,7 +65,7 @@ class ReportContext:
 
     @property
     def unit(self) -> str:
-        """What one row of the tile table is, for axis labels and legends."""
+        """Name of the unit that one row of the tile table labels (tiles or cells), for axis labels and legends."""
         return "cells" if self.view["placement"] == "cells" else "tiles"
 
     @property

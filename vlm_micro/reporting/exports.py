@@ -1,17 +1,17 @@
 """Exports of the predictions for QuPath, napari and Fiji.
 
 * GeoJSON: a FeatureCollection with one Polygon per tile (grid placement, QuPath
-  ``objectType`` "tile") or per cell (cells placement, "detection"), in level-0 pixel
-  coordinates ``[x, y]``, classified by predicted cell type with the vocabulary colour,
-  and the probabilities and anomaly scores as QuPath measurements. QuPath reads it with
-  File > Import objects.
+  ``objectType`` "tile") or per cell (cells placement, "detection") in level-0 pixel
+  coordinates ``[x, y]``. Each is classified by predicted cell type with the vocabulary
+  colour and carries probabilities and anomaly scores as QuPath measurements. QuPath
+  reads it with File > Import objects.
 * Label map: a uint16 OME-TIFF where 0 is background and 1..C are the cell types in
   vocabulary order, one pixel per tile stride (grid) or at a fixed downsample (cells),
   with the physical pixel size scaled to match. The class names are in the OME
   description, in an OME MapAnnotation and in a JSON sidecar beside the file.
 
 NOTE: both exports cover the plane shown in the report (lowest series, then lowest
-frame); tiles of other planes of a multi-series or time-lapse file are left out because
+frame). Tiles of other planes of a multi-series or time-lapse file are left out because
 QuPath and the label map address one plane.
 """
 
@@ -146,10 +146,11 @@ def class_index_raster(result: ImageResult, tiles: pd.DataFrame, raster: TileRas
 
 
 def write_label_map(result: ImageResult, tiles: pd.DataFrame, raster: TileRaster, path: Path) -> Path:
-    """Write the OME-TIFF label map and its JSON sidecar; return the sidecar path.
+    """Write the OME-TIFF label map and its JSON sidecar, and return the sidecar path.
 
-    The physical pixel size is the level-0 pixel size times the raster's downsample;
-    it is left out for uncalibrated images (the sidecar still gives the downsample).
+    The physical pixel size is the level-0 pixel size times the raster's downsample.
+    Uncalibrated images get no physical pixel size, but the sidecar still gives the
+    downsample.
     """
     import tifffile
 

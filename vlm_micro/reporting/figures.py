@@ -22,7 +22,7 @@ from matplotlib.patches import Circle, Patch, Rectangle
 from vlm_micro.reporting.rasters import TileRaster, cell_disks
 from vlm_micro.reporting.stats import bool_column, float_column
 
-OVERLAY_ALPHA = 0.45  # class colour over confident tiles; the tissue stays visible
+OVERLAY_ALPHA = 0.45  # opacity of the class colour over confident tiles, low enough to see the tissue
 UNCERTAIN_ALPHA = 0.15  # lighter fill under the hatching of uncertain tiles
 HEATMAP_CMAP = "inferno"
 HEATMAP_ALPHA = 0.7
@@ -50,7 +50,7 @@ def rgb_png(rgb: np.ndarray, side_px: int = 128) -> bytes:
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS
     buffer = io.BytesIO()
-    image.resize(size, resample).save(buffer, format="PNG", optimize=True)
+    image.resize(size, resample).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -106,9 +106,9 @@ def _tile_patches(tiles: pd.DataFrame, cells: pd.DataFrame | None, placement: st
 
 
 def draw_overlay(ax, view: dict, raster: TileRaster, colors: dict[str, str], classes: list[str]) -> None:
-    """Draw the thumbnail with tiles coloured by predicted cell type; hatch uncertain tiles.
+    """Draw the thumbnail with tiles coloured by predicted cell type and uncertain tiles hatched.
 
-    ``view`` holds ``thumbnail``, ``shape`` (level-0 rows, columns), ``tiles`` (first
+    ``view`` contains ``thumbnail``, ``shape`` (level-0 rows, columns), ``tiles`` (first
     plane), ``cells``, ``placement`` and ``pixel_size_um``.
     """
     tiles = view["tiles"]
@@ -147,7 +147,8 @@ def overlay_legend_handles(stats: dict, colors: dict[str, str], classes: list[st
     for name in classes:
         count = stats["counts"].get(name, 0)
         share = f" ({count / n_tiles:.0%})" if n_tiles else ""
-        handles.append(Patch(facecolor=colors.get(name, "#808080"), alpha=0.8, label=f"{name}: {count} {unit}{share}"))
+        noun = unit if count != 1 else unit[:-1]
+        handles.append(Patch(facecolor=colors.get(name, "#808080"), alpha=0.8, label=f"{name}: {count} {noun}{share}"))
     n_uncertain = sum(stats["uncertain_counts"].values())
     share = f" ({n_uncertain / n_tiles:.0%})" if n_tiles else ""
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="////",
@@ -156,7 +157,7 @@ def overlay_legend_handles(stats: dict, colors: dict[str, str], classes: list[st
 
 
 def draw_heatmap(ax, view: dict, raster: TileRaster, threshold: float | None):
-    """Draw per-tile anomaly scores (0 to 1) over a grey thumbnail; outline flagged tiles.
+    """Draw per-tile anomaly scores (0 to 1) over a grey thumbnail and outline flagged tiles.
 
     Returns the mappable for a colour bar.
     """
@@ -200,9 +201,9 @@ def draw_composition(ax, stats: dict, colors: dict[str, str], classes: list[str]
     confident = np.array([stats["counts"][c] - stats["uncertain_counts"][c] for c in classes], dtype=float)
     uncertain = np.array([stats["uncertain_counts"][c] for c in classes], dtype=float)
     bar_colors = [colors.get(name, "#808080") for name in classes]
-    ax.barh(positions, confident, color=bar_colors, label="confident")
+    ax.barh(positions, confident, color=bar_colors)
     ax.barh(positions, uncertain, left=confident, color=bar_colors, alpha=0.35, hatch="////",
-            edgecolor="black", linewidth=0.3, label="uncertain")
+            edgecolor="black", linewidth=0.3)
     maximum = max(1.0, float((confident + uncertain).max()) if len(classes) else 1.0)
     for position, name in zip(positions, classes):
         count = stats["counts"][name]
@@ -211,7 +212,6 @@ def draw_composition(ax, stats: dict, colors: dict[str, str], classes: list[str]
     ax.set_yticks(positions, classes, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, maximum * 1.25)
-    ax.set_xlabel(f"number of {unit}", fontsize=8)
+    ax.set_xlabel(f"number of {unit} (hatched part: uncertain)", fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(fontsize=7, loc="lower right", frameon=False)

@@ -33,7 +33,7 @@ class GalleryTile:
     row : Series
         The tile's row of the tile table.
     rgb : (rows, columns, 3) uint8 ndarray or None
-        Pixels of the tile; None when neither the source nor the thumbnail has them.
+        Pixels of the tile, or None when neither the source nor the thumbnail has them.
     source : str
         ``"image"`` (read from the source file), ``"thumbnail"`` (cropped from the
         thumbnail) or ``"none"``.
@@ -111,7 +111,7 @@ class TileReader:
     def __init__(self, result: ImageResult, read_config: dict | None):
         self.result = result
         self.read_config = read_config or {}
-        self._views = None  # None until opened; [] when the source cannot be opened
+        self._views = None  # None until opened, [] when the source cannot be opened
 
     def read(self, row: pd.Series) -> GalleryTile:
         """Read the pixels of one tile (``row`` of the tile table)."""
@@ -120,20 +120,30 @@ class TileReader:
             try:
                 return GalleryTile(row, read_tile_region(view, row), "image")
             except (VlmMicroError, OSError, ValueError) as exc:
-                log.warning("cannot read tile %s of %s from the source image: %s; cropping the thumbnail",
+                log.warning("cannot read tile %s of %s from the source image (%s), so it is cropped from the thumbnail",
                             row.get("tile_id"), self.result.path, exc)
+        if not self._in_first_plane(row):
+            # The thumbnail shows the first plane only, so it has no pixels of this tile.
+            return GalleryTile(row, None, "none")
         crop = crop_thumbnail(self.result.thumbnail, self.result.plane_shape(), row)
         return GalleryTile(row, crop, "thumbnail" if crop is not None else "none")
+
+    def _in_first_plane(self, row: pd.Series) -> bool:
+        first = self.result.first_plane_tiles()
+        if first.empty:
+            return True
+        reference = first.iloc[0]
+        return all(_plane_key(row.get(name)) == _plane_key(reference.get(name)) for name in ("series", "frame"))
 
     def _view_for(self, row: pd.Series):
         if self._views is None:
             self._views = self._open_views()
         if not self._views:
             return None
-        wanted = (_plane_key(row.get("series")), _plane_key(row.get("frame")))
+        row_plane = (_plane_key(row.get("series")), _plane_key(row.get("frame")))
         for view in self._views:
             plane = view.plane or {}
-            if (_plane_key(plane.get("series")), _plane_key(plane.get("frame"))) == wanted:
+            if (_plane_key(plane.get("series")), _plane_key(plane.get("frame"))) == row_plane:
                 return view
         return self._views[0]
 
@@ -146,9 +156,9 @@ class TileReader:
 
             return list(open_views(path, ReadSettings.from_dict(self.read_config), self.result.pixel_size_um))
         except ImportError as exc:
-            log.warning("image reader unavailable (%s); gallery tiles of %s come from the thumbnail", exc, path)
+            log.warning("image reader unavailable (%s), so gallery tiles of %s come from the thumbnail", exc, path)
         except (VlmMicroError, OSError, ValueError) as exc:
-            log.warning("cannot reopen %s (%s); gallery tiles come from the thumbnail", path, exc)
+            log.warning("cannot reopen %s (%s), so gallery tiles come from the thumbnail", path, exc)
         return []
 
 

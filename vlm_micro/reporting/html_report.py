@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import logging
 
-from matplotlib.figure import Figure
-
 from vlm_micro import __version__
-from vlm_micro.reporting import figures
-from vlm_micro.reporting.context import ReportContext, nominal_tile_px
-from vlm_micro.reporting.gallery import GalleryTile
-from vlm_micro.reporting.html_common import (
-    data_table, esc, fmt_number, fmt_percent, href, img_tag, kv_table, page, swatch,
+from vlm_micro.reporting.context import ReportContext
+from vlm_micro.reporting.html_common import esc, fmt_percent, href, kv_table, page, readable_time
+from vlm_micro.reporting.html_sections import (
+    anomaly_section, composition_section, examples_section, maps_section, qc_section,
 )
-from vlm_micro.reporting.results import ImageResult
-from vlm_micro.reporting.stats import float_column
+from vlm_micro.reporting.results import DEMO_MODEL_NAME, ImageResult
 
 log = logging.getLogger(__name__)
-
-DEMO_MODEL_NAME = "vlm-micro-demo"
 
 
 def render_report(ctx: ReportContext) -> str:
@@ -51,7 +45,7 @@ def render_failed_report(result: ImageResult, generated: str, pdf: bool) -> str:
         f"The pipeline stopped with this error:<br><code>{esc(error)}</code></div>",
         "<p>No labels, figures or exports exist for this image. Fix the cause named above "
         "(for example a damaged file, an unsupported format or a wrong path in the sample "
-        "sheet) and run the pipeline again; the other images of the run are not affected.</p>",
+        "sheet) and run the pipeline again. The other images of the run are not affected.</p>",
         image_section(result, 1),
         provenance_section(result),
         files_section(result, pdf),
@@ -64,7 +58,7 @@ def header_section(result: ImageResult, generated: str, n_tiles: int | None, uni
     parts = [f"image id <code>{esc(result.image_id)}</code>", status]
     if n_tiles is not None:
         parts.append(f"{n_tiles:,} {esc(unit)} labelled")
-    parts.append(f"report made {esc(generated)} by vlm-micro {esc(__version__)}")
+    parts.append(f"report made {esc(readable_time(generated))} by vlm-micro {esc(__version__)}")
     return (f"<h1>Cell types and anomalies: {esc(result.name)}</h1>\n"
             f'<p class="subtitle">{" · ".join(parts)}</p>')
 
@@ -84,13 +78,13 @@ def notice_section(ctx: ReportContext) -> str:
         boxes.append(
             '<div class="warning"><strong>Demo model.</strong> This report was made with the bundled demo '
             "model, which was trained on synthetic images only and has not been validated on real tissue. "
-            "Use it to try the pipeline, not to draw biological conclusions; fine-tune or choose a model "
+            "Use it to try the pipeline, not to draw biological conclusions. Fine-tune or choose a model "
             "validated for your samples.</div>")
     if result.pixel_size_um is None:
         boxes.append(
             '<div class="warning"><strong>Uncalibrated image.</strong> The file does not state its pixel '
             "size, so tiles were cut at the image's own resolution and no sizes in µm are given. Cells may "
-            "appear at a different scale than the model expects; set <code>pixel_size_um</code> in the "
+            "appear at a different scale than the model expects. Set <code>pixel_size_um</code> in the "
             "sample sheet or configuration to fix this.</div>")
     if stats["n_tiles"] == 0:
         boxes.append(
@@ -107,12 +101,20 @@ def image_section(result: ImageResult, n_planes: int) -> str:
     """Return the table of file, size, axes, channels, pixel size and the plane used."""
     info = result.status.get("info") or {}
     plane = result.status.get("plane") or {}
+    if not info:
+        # The image failed before it could be inspected: only the file and the sample sheet are known.
+        rows = [("File name", f"<code>{esc(result.name)}</code>"), ("Full path", f"<code>{esc(result.path)}</code>")]
+        rows += [(f"Sample sheet: {key}", esc(_or_dash(value, "–")))
+                 for key, value in (result.status.get("metadata") or {}).items()]
+        return "<h2>Image</h2>\n" + kv_table(rows)
+
     shape = result.plane_shape()
     size = "–"
     if shape:
         size = f"{shape[1]:,} × {shape[0]:,} px (width × height)"
         if result.pixel_size_um:
             size += f" = {shape[1] * result.pixel_size_um:,.0f} × {shape[0] * result.pixel_size_um:,.0f} µm"
+
     pixel = f"{result.pixel_size_um:g} µm per pixel" if result.pixel_size_um else "uncalibrated (not stated in the file)"
     rows = [
         ("File name", f"<code>{esc(result.name)}</code>"),
@@ -121,12 +123,16 @@ def image_section(result: ImageResult, n_planes: int) -> str:
         ("Pixel size", esc(pixel)),
         ("Axes and shape in the file", f"{esc(info.get('axes', '–'))} {esc(_shape_text(info.get('shape')))}"),
         ("Data type", esc(info.get("dtype", "–"))),
-        ("Channels", esc(_channels_text(info.get("channels"), plane.get("channels")))),
+        ("File format", esc(info.get("format", "–"))),
+        ("Channels", esc(_channels_text(info.get("channels")))),
         ("Series used", esc(_series_text(plane.get("series"), info.get("series")))),
-        ("Time frame used", esc(_or_dash(plane.get("frame"), "all frames in one plane"))),
-        ("Z projection", esc(_or_dash(plane.get("projection"), "none (single z plane)"))),
-        ("Modality", esc(plane.get("modality") or info.get("modality") or "–")),
+        ("Time frame used", esc(_or_dash(plane.get("frame"), "none (no time axis)"))),
+        ("Z projection", esc(_or_dash(plane.get("projection"), "none (no z stack)"))),
     ]
+
+    modality = plane.get("modality") or info.get("modality")
+    if modality:
+        rows.append(("Modality (prompts used)", esc(modality)))
     if n_planes > 1:
         rows.append(("Planes labelled", esc(f"{n_planes} (series × frames); figures show the first")))
     for key, value in (result.status.get("metadata") or {}).items():
@@ -140,12 +146,20 @@ def _shape_text(shape) -> str:
     return "" if shape is None else str(shape)
 
 
-def _channels_text(channels, used) -> str:
-    names = channels if isinstance(channels, (list, tuple)) else ([] if channels is None else [channels])
-    text = ", ".join(str(name) for name in names) if names else "–"
-    if isinstance(used, (list, tuple)) and used and list(used) != list(names):
-        text += f" (composite of {', '.join(str(name) for name in used)})"
-    return text
+def _channels_text(channels) -> str:
+    """Describe the channels of ``info``: names (or numbers) and display colours."""
+    if channels is None:
+        return "–"
+    entries = channels if isinstance(channels, (list, tuple)) else [channels]
+    parts = []
+    for position, entry in enumerate(entries):
+        if isinstance(entry, dict):
+            name = entry.get("name") or f"channel {entry.get('index', position)}"
+            color = entry.get("color")
+            parts.append(f"{name} (shown as {color})" if color else str(name))
+        else:
+            parts.append(str(entry))
+    return ", ".join(parts) if parts else "–"
 
 
 def _series_text(series, count) -> str:
@@ -156,219 +170,6 @@ def _series_text(series, count) -> str:
 
 def _or_dash(value, missing: str) -> str:
     return missing if value is None or value == "" else str(value)
-
-
-def maps_section(ctx: ReportContext) -> str:
-    """Return the colour overlay of cell types and the anomaly heat map, side by side."""
-    if ctx.raster is None:
-        return "<h2>Where each cell type was predicted</h2>\n<p>The image size is unknown, so no map can be drawn.</p>"
-    overlay = figures.data_uri(figures.figure_png(_overlay_figure(ctx)))
-    heatmap = figures.data_uri(figures.figure_png(_heatmap_figure(ctx)))
-    return (
-        "<h2>Where each cell type was predicted, and where anomalies are</h2>\n"
-        '<div class="figures">'
-        f"<figure>{img_tag(overlay, 'Image with tiles coloured by predicted cell type')}"
-        f"<figcaption>{esc(_overlay_caption(ctx))}</figcaption></figure>"
-        f"<figure>{img_tag(heatmap, 'Anomaly score per tile over the image')}"
-        f"<figcaption>{esc(_heatmap_caption(ctx))}</figcaption></figure>"
-        "</div>"
-    )
-
-
-def _figure_size(shape: tuple[int, int], width: float = 6.0) -> tuple[float, float]:
-    aspect = shape[0] / max(1, shape[1])
-    return width, min(10.0, max(2.5, width * aspect))
-
-
-def _overlay_figure(ctx: ReportContext) -> Figure:
-    fig = Figure(figsize=_figure_size(ctx.view["shape"]))
-    ax = fig.add_subplot()
-    figures.draw_overlay(ax, ctx.view, ctx.raster, ctx.colors, ctx.classes)
-    ax.set_title("Predicted cell type", fontsize=11)
-    handles = figures.overlay_legend_handles(ctx.stats, ctx.colors, ctx.classes, ctx.unit)
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8, frameon=False)
-    return fig
-
-
-def _heatmap_figure(ctx: ReportContext) -> Figure:
-    fig = Figure(figsize=_figure_size(ctx.view["shape"]))
-    ax = fig.add_subplot()
-    mappable = figures.draw_heatmap(ax, ctx.view, ctx.raster, ctx.settings.anomaly_threshold)
-    ax.set_title("Anomaly score", fontsize=11)
-    figures.add_score_colorbar(fig, ax, mappable, ctx.settings.anomaly_threshold)
-    return fig
-
-
-def _overlay_caption(ctx: ReportContext) -> str:
-    if ctx.view["placement"] == "cells":
-        shape_text = "Each disk marks one detected nucleus, sized by its area"
-    else:
-        tile_px = nominal_tile_px(ctx.result)
-        size = f"{tile_px * ctx.result.pixel_size_um:g} µm" if ctx.result.pixel_size_um else f"{tile_px} px"
-        shape_text = f"Each coloured square is one tile of {size} × {size}"
-    return (f"{shape_text}; its colour is the most probable cell type. Hatched {ctx.unit} are uncertain. "
-            "Areas without colour had too little tissue or cells and were not labelled.")
-
-
-def _heatmap_caption(ctx: ReportContext) -> str:
-    return (f"Anomaly score per {ctx.unit[:-1]}, from 0 (looks like normal cells) to 1 (matches the anomaly "
-            f"descriptions: artefacts such as blur, saturation or debris, or abnormal cells). {ctx.unit.capitalize()} "
-            f"scoring {ctx.settings.anomaly_threshold:g} or more (cyan mark on the colour bar) are outlined in "
-            "cyan and counted as anomalous.")
-
-
-def composition_section(ctx: ReportContext) -> str:
-    """Return the composition chart and the table of counts, shares and uncertain counts."""
-    stats, classes, colors = ctx.stats, ctx.classes, ctx.colors
-    fig = Figure(figsize=(6.0, 0.45 * len(classes) + 1.0))
-    figures.draw_composition(fig.add_subplot(), stats, colors, classes, ctx.unit)
-    chart = figures.data_uri(figures.figure_png(fig))
-    with_cells = bool(stats["cell_counts"])
-    header = ["cell type", ctx.unit, "share", "of which uncertain"] + (["cells detected"] if with_cells else [])
-    rows = []
-    for name in classes:
-        count = stats["counts"][name]
-        row = [f"{swatch(colors[name])}{esc(name)}", f"{count:,}", fmt_percent(stats["fractions"][name]),
-               f"{stats['uncertain_counts'][name]:,}"]
-        if with_cells:
-            row.append(f"{stats['cell_counts'].get(name, 0):,}")
-        rows.append(row)
-    total = ["<strong>all</strong>", f"<strong>{stats['n_tiles']:,}</strong>", "100 %" if stats["n_tiles"] else "–",
-             f"{sum(stats['uncertain_counts'].values()):,} ({fmt_percent(stats['uncertain_fraction'])})"]
-    if with_cells:
-        total.append(f"<strong>{stats['n_cells']:,}</strong>")
-    rows.append(total)
-    numeric = set(range(1, len(header)))
-    text = (f"<p>Shares are of all {stats['n_tiles']:,} labelled {esc(ctx.unit)}; each counts towards its most "
-            "probable cell type, uncertain ones included (hatched part of each bar).</p>")
-    if ctx.n_planes > 1:
-        text += f"<p>Counts cover all {ctx.n_planes} planes of the file.</p>"
-    return ("<h2>Composition</h2>\n" + text + '<div class="figures">'
-            f"<figure>{img_tag(chart, 'Bar chart of predicted cell types')}</figure>"
-            f"<div>{data_table(header, rows, numeric)}{_cells_note(ctx)}</div></div>")
-
-
-def _cells_note(ctx: ReportContext) -> str:
-    if ctx.stats["n_cells"] is None:
-        return ""
-    return (f'<p class="caption">{ctx.stats["n_cells"]:,} nuclei were detected; each was labelled from a tile '
-            "centred on it.</p>")
-
-
-def anomaly_section(ctx: ReportContext) -> str:
-    """Return the anomaly summary, the count per anomaly kind and the most anomalous tiles."""
-    stats = ctx.stats
-    text = (f"<p>{stats['n_anomalous']:,} of {stats['n_tiles']:,} {esc(ctx.unit)} ({fmt_percent(stats['anomaly_rate'])}) "
-            f"scored {ctx.settings.anomaly_threshold:g} or more; the mean anomaly score is "
-            f"{fmt_number(stats['mean_anomaly_score'], 2)}. The kind is the anomaly description that matched "
-            "best.</p>")
-    kinds = [[esc(kind), f"{count:,}"] for kind, count in stats["anomaly_kind_counts"].items()]
-    table = data_table(["anomaly kind", f"anomalous {ctx.unit}"], kinds, {1}) if kinds else ""
-    cards = "".join(_card(tile, ctx, "anomaly") for tile in ctx.anomalies)
-    gallery = (f"<h3>The {len(ctx.anomalies)} highest-scoring {esc(ctx.unit)}</h3>"
-               f'<div class="gallery">{cards}</div>') if cards else ""
-    return "<h2>Anomalies</h2>\n" + text + table + gallery
-
-
-def examples_section(ctx: ReportContext) -> str:
-    """Return, per cell type, the tiles the model was most confident about."""
-    parts = ["<h2>Examples per cell type</h2>",
-             "<p>The most confident predictions of each cell type, with the three most probable classes "
-             "and the anomaly descriptions that matched best. Use them to judge whether the labels make "
-             "sense for your sample.</p>"]
-    for name in ctx.classes:
-        tiles = ctx.examples.get(name) or []
-        parts.append(f"<h3>{swatch(ctx.colors[name])}{esc(name)}</h3>")
-        if tiles:
-            parts.append('<div class="gallery">' + "".join(_card(tile, ctx, "example") for tile in tiles) + "</div>")
-        else:
-            parts.append(f'<p class="caption">No {esc(ctx.unit)} were predicted as {esc(name)}.</p>')
-    return "\n".join(parts)
-
-
-def _card(tile: GalleryTile, ctx: ReportContext, mode: str) -> str:
-    """Return one gallery card: the tile, its scores and the reasons for them."""
-    row = tile.row
-    score = fmt_number(_float(row.get("anomaly_score")), 2)
-    label = esc(row.get("cell_type", ""))
-    probability = fmt_number(_float(row.get("cell_type_prob")), 2)
-    if mode == "anomaly":
-        kind = esc(row.get("anomaly_kind") or "no kind above threshold")
-        title = f"anomaly score {score}<br>{kind}"
-    else:
-        title = f"{label}, probability {probability}"
-    image = (img_tag(figures.data_uri(figures.rgb_png(tile.rgb)), f"tile {row.get('tile_id')}")
-             if tile.rgb is not None else '<p class="caption">pixels unavailable</p>')
-    where = f"tile {esc(row.get('tile_id'))} at x {int(row['x']):,}, y {int(row['y']):,} px"
-    if ctx.n_planes > 1:
-        where += f", series {esc(row.get('series'))}, frame {esc(row.get('frame'))}"
-    if tile.source == "thumbnail":
-        where += " (from the thumbnail: low resolution)"
-    uncertain = ' <span class="tag bad">uncertain</span>' if bool(row.get("uncertain", False)) else ""
-    extra = f"anomaly score {score}" if mode == "example" else f"predicted {label} ({probability}){uncertain}"
-    if mode == "example":
-        extra += uncertain
-    return (f'<div class="card">{image}<div class="title">{title}</div><div class="meta">{where}</div>'
-            f'<div class="meta">{extra}</div>{_reasons(tile)}</div>')
-
-
-def _reasons(tile: GalleryTile) -> str:
-    classes = "".join(
-        f"<li>{esc(name)} {fmt_number(score, 2)}"
-        f'<span class="bar" style="width:{max(1, round(60 * (score or 0)))}px"></span></li>'
-        for name, score in tile.top_classes)
-    prompts = "".join(f"<li>“{esc(text)}”" + (f" {fmt_number(score, 2)}" if score is not None else "") + "</li>"
-                      for text, score in tile.top_prompts[:3])
-    out = f'<div class="meta">top classes:</div><ol>{classes}</ol>' if classes else ""
-    if prompts:
-        out += f'<div class="meta">best-matching anomaly descriptions:</div><ul>{prompts}</ul>'
-    return out
-
-
-def _float(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def qc_section(ctx: ReportContext) -> str:
-    """Return the quality-control table and the count of tiles per QC flag."""
-    qc = ctx.result.status.get("qc") or {}
-    tiles = ctx.result.tiles
-    rows = [
-        (f"{ctx.unit.capitalize()} labelled", f"{ctx.stats['n_tiles']:,}"),
-        ("Background tiles skipped", fmt_number(qc.get("n_skipped_background"))),
-        ("Foreground (share of the image with tissue or cells)", fmt_percent(qc.get("foreground_fraction"))),
-        ("Mean focus (variance of the Laplacian; higher is sharper)", fmt_number(qc.get("mean_focus"))),
-        ("Saturated pixels (share at the maximum grey value)", fmt_percent(qc.get("saturated_fraction"), 2)),
-    ]
-    if tiles is not None and "focus" in tiles and len(tiles):
-        focus = float_column(tiles, "focus")
-        rows.append(("Focus range over tiles (5th to 95th percentile)",
-                     f"{fmt_number(_percentile(focus, 5))} to {fmt_number(_percentile(focus, 95))}"))
-    for flag, count in _flag_counts(tiles).items():
-        rows.append((f"{ctx.unit.capitalize()} flagged {flag}", f"{count:,}"))
-    warnings = qc.get("warnings") or []
-    rows.append(("Warnings", "<br>".join(esc(w) for w in warnings) if warnings else "none"))
-    return "<h2>Quality control</h2>\n" + kv_table(rows)
-
-
-def _percentile(values, q):
-    import numpy as np
-
-    finite = values[np.isfinite(values)]
-    return float(np.percentile(finite, q)) if finite.size else float("nan")
-
-
-def _flag_counts(tiles) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    if tiles is None or "qc_flags" not in tiles:
-        return counts
-    for flags in tiles["qc_flags"].fillna("").astype(str):
-        for flag in filter(None, (part.strip() for part in flags.split(";"))):
-            counts[flag] = counts.get(flag, 0) + 1
-    return dict(sorted(counts.items()))
 
 
 def provenance_section(result: ImageResult) -> str:
@@ -385,8 +186,8 @@ def provenance_section(result: ImageResult) -> str:
         ("Labels vocabulary checksum", f"<code>{esc(vocabulary.get('checksum', '–'))}</code>"),
         ("Cell types", esc(", ".join(str(c) for c in vocabulary.get("classes") or []) or "–")),
         ("Anomaly kinds", esc(", ".join(str(k) for k in vocabulary.get("anomaly_kinds") or []) or "–")),
-        ("Started", esc(status.get("started", "–"))),
-        ("Finished", esc(status.get("finished", "–"))),
+        ("Started", esc(readable_time(status.get("started") or "–"))),
+        ("Finished", esc(readable_time(status.get("finished") or "–"))),
         ("Processing time", esc(f"{status['elapsed_s']:.1f} s") if isinstance(status.get("elapsed_s"), (int, float)) else "–"),
     ]
     for key in sorted(key for key in status if "seed" in key):

@@ -41,13 +41,13 @@ def write_image_report(results_dir: str | Path, image_id: str, config: dict | No
     image_id : str
         Image to report on.
     config : dict, optional
-        The run's configuration; the ``report``, ``labeling`` and ``read`` sections are
+        The run's configuration. The ``report``, ``labeling`` and ``read`` sections are
         used. Missing sections take their defaults.
 
     Returns
     -------
     dict of Path
-        The files written, keyed as in :func:`report_paths`; ``pdf`` is absent when
+        The files written, keyed as in :func:`report_paths`. ``pdf`` is absent when
         ``report.pdf`` is false.
 
     Raises
@@ -86,7 +86,7 @@ def write_image_report(results_dir: str | Path, image_id: str, config: dict | No
     if ctx.raster is not None:
         write_label_map(result, ctx.view["tiles"], ctx.raster, paths["labels"])
     else:
-        log.warning("image size of %s unknown; writing an empty label map", image_id)
+        log.warning("image size of %s unknown, so its label map is left empty", image_id)
         write_empty_label_map(result, paths["labels"], "image size unknown, no labels")
     log.info("wrote report of %s (%d features): %s", image_id, n_features, paths["html"])
     return paths

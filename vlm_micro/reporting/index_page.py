@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import numpy as np
 import pandas as pd
 
 from vlm_micro import __version__
 from vlm_micro.reporting import figures, run_figures
 from vlm_micro.reporting.html_common import (
-    data_table, esc, fmt_number, fmt_percent, href, img_tag, page, swatch, template_text,
+    data_table, esc, fmt_number, fmt_percent, href, img_tag, page, readable_time, swatch, template_text,
 )
-from vlm_micro.reporting.html_report import DEMO_MODEL_NAME
-from vlm_micro.reporting.summary import ALL_IMAGES, NO_CONDITION, LEADING_COLUMNS, condition_column
+from vlm_micro.reporting.results import DEMO_MODEL_NAME
+from vlm_micro.reporting.summary import ALL_IMAGES, LEADING_COLUMNS, NO_CONDITION, condition_column
 
 
 def render_index(images: pd.DataFrame, conditions: pd.DataFrame, classes: list[str], colors: dict[str, str],
@@ -25,7 +24,7 @@ def render_index(images: pd.DataFrame, conditions: pd.DataFrame, classes: list[s
     images, conditions : DataFrame
         The contents of images.tsv and conditions.tsv.
     classes : list of str
-        Cell types of the run in vocabulary order; ``colors`` maps them to hex colours.
+        Cell types of the run in vocabulary order. ``colors`` maps them to hex colours.
     table_files : list of str
         Paths of the run-level tables relative to the index, to link to.
     """
@@ -34,7 +33,7 @@ def render_index(images: pd.DataFrame, conditions: pd.DataFrame, classes: list[s
     parts = [
         f"<h1>vlm-micro run: {len(images):,} images</h1>",
         f'<p class="subtitle">{len(images) - n_failed:,} processed · {n_failed:,} failed · '
-        f"made {esc(generated)} by vlm-micro {esc(__version__)}</p>",
+        f"made {esc(readable_time(generated))} by vlm-micro {esc(__version__)}</p>",
         _notices(images),
         _failures(images),
         "<h2>Images</h2>",
@@ -46,12 +45,12 @@ def render_index(images: pd.DataFrame, conditions: pd.DataFrame, classes: list[s
         _tables_part(table_files),
     ]
     return page(f"vlm-micro run: {len(images)} images", "\n".join(p for p in parts if p),
-                script=template_text("sortable.js"))
+                script=template_text("sortable.js"), wide=True)
 
 
 def _notices(images: pd.DataFrame) -> str:
     out = ['<div class="note">Cell types and anomaly scores are <strong>model predictions</strong>, not '
-           "ground truth; each report gives the share of uncertain predictions. Compare conditions only "
+           "ground truth, and each report gives the share of uncertain predictions. Compare conditions only "
            "with several images per condition.</div>"]
     if (images.get("model", pd.Series(dtype=str)) == DEMO_MODEL_NAME).any():
         out.append('<div class="warning"><strong>Demo model.</strong> Some or all images were labelled with the '
@@ -83,12 +82,10 @@ def metadata_columns(images: pd.DataFrame) -> list[str]:
 def _images_table(images: pd.DataFrame, classes: list[str], colors: dict[str, str]) -> str:
     meta = metadata_columns(images)
     with_cells = "n_cells" in images and pd.to_numeric(images["n_cells"], errors="coerce").notna().any()
-    header = (["image", "status"] + meta + ["tiles"] + (["cells"] if with_cells else [])
-              + ["most frequent type", "uncertain", "anomaly rate", "mean anomaly score", "QC warnings", "error"])
+    counts = ["tiles"] + (["cells"] if with_cells else [])
+    header = ["image", "status"] + meta + counts + ["most frequent type", "uncertain", "anomaly rate", "notes"]
     first_numeric = 2 + len(meta)
-    numeric = set(range(first_numeric, first_numeric + (2 if with_cells else 1))) | {header.index("uncertain"),
-                                                                                       header.index("anomaly rate"),
-                                                                                       header.index("mean anomaly score")}
+    numeric = set(range(first_numeric, first_numeric + len(counts))) | {len(header) - 3, len(header) - 2}
     rows, row_classes = [], []
     for _, row in images.iterrows():
         ok = row["status"] == "ok"
@@ -102,12 +99,19 @@ def _images_table(images: pd.DataFrame, classes: list[str], colors: dict[str, st
         if with_cells:
             cells.append(_number_cell(row.get("n_cells"), integer=True))
         cells.append(_top_class(row, classes, colors))
-        cells += [_percent_cell(row.get("uncertain_fraction")), _percent_cell(row.get("anomaly_rate")),
-                  _number_cell(row.get("mean_anomaly_score"))]
-        cells += [esc(row.get("qc_warnings") or ""), esc(row.get("error") or "")]
+        cells += [_percent_cell(row.get("uncertain_fraction")), _percent_cell(row.get("anomaly_rate"))]
+        cells.append(_notes_cell(row, ok))
         rows.append(cells)
         row_classes.append("" if ok else "failed")
     return data_table(header, rows, numeric, table_id="images", sortable=True, row_classes=row_classes)
+
+
+def _notes_cell(row: pd.Series, ok: bool) -> str:
+    """Return the error of a failed image, or the QC warnings of a processed one."""
+    if not ok:
+        return f"<strong>error:</strong> {esc(row.get('error') or 'no error message')}"
+    warnings = row.get("qc_warnings") or ""
+    return f"QC: {esc(warnings)}" if warnings else ""
 
 
 def _number_cell(value, integer: bool = False):
@@ -144,11 +148,12 @@ def _composition_plot(images: pd.DataFrame, classes: list[str], colors: dict[str
     fig = run_figures.composition_per_image(images, classes, colors)
     if fig is None:
         return ""
-    shown = min(run_figures.MAX_IMAGES_PLOTTED, int((images["status"] == "ok").sum()))
-    caption = "One bar per processed image; the share of uncertain predictions is given at the right."
-    if shown == run_figures.MAX_IMAGES_PLOTTED:
-        caption += f" Only the first {shown} images are shown; images.tsv lists all."
-    return "<h2>Composition per image</h2>\n" + _figure_html(fig, "Stacked bars of cell-type shares per image", caption)
+    n_plotted = min(run_figures.MAX_IMAGES_PLOTTED, int((images["status"] == "ok").sum()))
+    caption = "One bar per processed image. The share of uncertain predictions is given at the right."
+    if n_plotted == run_figures.MAX_IMAGES_PLOTTED:
+        caption += f" Only the first {n_plotted} images are plotted. images.tsv lists all of them."
+    figure = _figure_html(fig, "Stacked bars of cell-type shares per image", caption)
+    return f'<h2>Composition per image</h2>\n<div class="stack">{figure}</div>'
 
 
 def _conditions_part(images: pd.DataFrame, conditions: pd.DataFrame, classes: list[str], colors: dict[str, str]) -> str:
@@ -156,7 +161,7 @@ def _conditions_part(images: pd.DataFrame, conditions: pd.DataFrame, classes: li
     if column:
         groups = images[column].astype(str).replace("", NO_CONDITION)
         intro = (f"<p>Images are grouped by the sample-sheet column <code>{esc(column)}</code>. Means and standard "
-                 "deviations are over images (each image counts once); n is the number of processed images "
+                 "deviations are over images (each image counts once), and n is the number of processed images "
                  "with labelled tiles.</p>")
     else:
         groups = pd.Series(ALL_IMAGES, index=images.index)
@@ -175,10 +180,10 @@ def _conditions_part(images: pd.DataFrame, conditions: pd.DataFrame, classes: li
                                "Mean share of each predicted cell type over the images of each condition.")
     anomaly = _figure_html(run_figures.anomaly_rate_per_condition(images, conditions, groups),
                            "Anomaly rate per condition",
-                           "Bars: mean anomaly rate of the images of each condition, with one standard deviation; "
-                           "dots: single images.")
+                           "Bars: mean anomaly rate of the images of each condition, with one standard deviation. "
+                           "Dots: single images.")
     return ("<h2>Conditions</h2>\n" + intro + "<p>Values are mean ± standard deviation of the per-image shares.</p>"
-            + table + f'<div class="figures">{composition}{anomaly}</div>')
+            + table + f'<div class="stack">{composition}{anomaly}</div>')
 
 
 def _mean_sd(mean, std):

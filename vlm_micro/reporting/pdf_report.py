@@ -1,9 +1,9 @@
 """The one-page PDF of a per-image report, for lab records.
 
-One A4 portrait page holds the same content as the HTML report in compact form: title
-and how to read the labels, the cell-type overlay and anomaly heat map, the composition
-chart, image metadata and QC, the most anomalous tiles and one example per cell type,
-and the provenance. Everything is drawn on one matplotlib figure saved once, so the
+One A4 portrait page shows the content of the HTML report in compact form. It has the
+title and how to read the labels, the cell-type overlay and the anomaly heat map, the
+composition chart, image metadata and QC, the most anomalous tiles, one example per cell
+type and the provenance. Everything is drawn on one matplotlib figure saved once, so the
 file always has exactly one page.
 """
 
@@ -19,8 +19,7 @@ from vlm_micro import __version__
 from vlm_micro.atomic import atomic_path
 from vlm_micro.reporting import figures
 from vlm_micro.reporting.context import ReportContext, tile_rgb_or_blank
-from vlm_micro.reporting.html_report import DEMO_MODEL_NAME
-from vlm_micro.reporting.results import ImageResult
+from vlm_micro.reporting.results import DEMO_MODEL_NAME, ImageResult
 
 A4_PORTRAIT_IN = (8.27, 11.69)
 GALLERY_SLOTS = 8  # tiles per gallery row on the page
@@ -86,10 +85,10 @@ def _notice_lines(ctx: ReportContext) -> list[str]:
         f"{settings.uncertain_probability:g} or lead over the second class below {settings.uncertain_margin:g}."
     ]
     if ctx.result.model_name == DEMO_MODEL_NAME:
-        lines.append("DEMO MODEL: trained on synthetic images only and not validated on real tissue; "
+        lines.append("DEMO MODEL: trained on synthetic images only and not validated on real tissue, so "
                      "do not draw biological conclusions from it.")
     if ctx.result.pixel_size_um is None:
-        lines.append("UNCALIBRATED: the file does not state its pixel size; tiles were cut at native resolution.")
+        lines.append("UNCALIBRATED: the file does not state its pixel size, so tiles were cut at native resolution.")
     return lines
 
 
@@ -101,7 +100,7 @@ def _title(fig: Figure, result: ImageResult, lines: list[str]) -> None:
     y = 0.94
     for line in lines:
         wrapped = textwrap.fill(line, 135)
-        color = "#b00020" if line.isupper() or line.startswith(("DEMO", "UNCALIBRATED")) else "black"
+        color = "#b00020" if line.startswith(("DEMO MODEL", "UNCALIBRATED")) else "black"
         fig.text(0.04, y, plain(wrapped), fontsize=7.5, va="top", color=color)
         y -= 0.012 * (wrapped.count("\n") + 1) + 0.003
 
@@ -133,31 +132,32 @@ def _facts(fig: Figure, ctx: ReportContext) -> None:
     shape = result.plane_shape()
     size = f"{shape[1]} × {shape[0]} px" if shape else "–"
     pixel = f"{result.pixel_size_um:g} µm/px" if result.pixel_size_um else "uncalibrated"
-    lines = [
-        "Image",
-        f"  size {size}, pixel size {pixel}",
-        f"  axes {(result.status.get('info') or {}).get('axes', '–')}, series {plane.get('series', '–')}, "
-        f"frame {plane.get('frame', '–')}, projection {plane.get('projection') or 'none'}",
-    ]
-    for key, value in list((result.status.get("metadata") or {}).items())[:4]:
-        lines.append(f"  {key}: {value}")
-    lines += [
-        "Anomalies",
-        f"  {stats['n_anomalous']} of {stats['n_tiles']} {ctx.unit} anomalous ({_num(stats['anomaly_rate'] * 100, 1)} %)",
-        f"  mean score {_num(stats['mean_anomaly_score'])}; threshold {ctx.settings.anomaly_threshold:g}",
-    ]
-    if stats["n_cells"] is not None:
-        lines.append(f"  {stats['n_cells']} nuclei detected")
-    lines += [
-        "Quality control",
-        f"  foreground {_num(_pct(qc.get('foreground_fraction')), 1)} %, mean focus {_num(qc.get('mean_focus'), 1)}, "
-        f"saturated {_num(_pct(qc.get('saturated_fraction')), 2)} %",
-        f"  background tiles skipped: {qc.get('n_skipped_background', '–')}",
-    ]
-    for warning in (qc.get("warnings") or [])[:4]:
-        lines.append("  warning: " + textwrap.shorten(str(warning), 70))
-    text = "\n".join(textwrap.shorten(line, 80, placeholder="…") if len(line) > 80 else line for line in lines)
-    fig.text(0.53, 0.46, plain(text), fontsize=7, va="top", linespacing=1.45)
+    frame = plane.get("frame")
+    blocks = {
+        "Image": [
+            f"size {size}, pixel size {pixel}",
+            f"axes {(result.status.get('info') or {}).get('axes', '–')}, series {plane.get('series', '–')}, "
+            f"frame {'none' if frame is None else frame}, z projection {plane.get('projection') or 'none'}",
+        ] + [f"{key}: {value}" for key, value in list((result.status.get("metadata") or {}).items())[:4]],
+        "Anomalies": [
+            f"{stats['n_anomalous']} of {stats['n_tiles']} {ctx.unit} anomalous "
+            f"({_num(_pct(stats['anomaly_rate']), 1)} %)",
+            f"mean score {_num(stats['mean_anomaly_score'])}; threshold {ctx.settings.anomaly_threshold:g}",
+        ] + ([f"{stats['n_cells']} nuclei detected"] if stats["n_cells"] is not None else []),
+        "Quality control": [
+            f"foreground {_num(_pct(qc.get('foreground_fraction')), 1)} %, mean focus "
+            f"{_num(qc.get('mean_focus'), 1)}, saturated {_num(_pct(qc.get('saturated_fraction')), 2)} %",
+            f"background tiles skipped: {qc.get('n_skipped_background', '–')}",
+        ] + [f"warning: {warning}" for warning in (qc.get("warnings") or [])[:4]],
+    }
+    y = 0.46
+    for heading, lines in blocks.items():
+        fig.text(0.53, y, heading, fontsize=7.5, fontweight="bold", va="top")
+        y -= 0.014
+        for line in lines:
+            fig.text(0.545, y, plain(textwrap.shorten(str(line), 78, placeholder="…")), fontsize=7, va="top")
+            y -= 0.013
+        y -= 0.006
 
 
 def _pct(value):

@@ -2,7 +2,7 @@
 
 One raster serves three purposes: the colour overlay and the anomaly heat map in the
 reports, and the label map export. A grid placement maps each tile to one raster pixel
-(the raster pixel is one tile stride); a cells placement paints one disk per cell on a
+(the raster pixel is one tile stride). A cells placement paints one disk per cell on a
 raster at a fixed downsample.
 """
 
@@ -29,7 +29,7 @@ class TileRaster:
     downsample : float
         Level-0 pixels per raster pixel.
     index : (rows, columns) int64 ndarray
-        Row position in the tile table of the tile painted at each raster pixel; -1
+        Row position in the tile table of the tile painted at each raster pixel, or -1
         where there is none.
     """
 
@@ -39,7 +39,7 @@ class TileRaster:
     def values(self, per_tile: np.ndarray, fill) -> np.ndarray:
         """Return ``per_tile[index]`` as a raster, with ``fill`` where there is no tile.
 
-        ``per_tile`` has one entry (a scalar or a vector such as RGBA) per tile row; the
+        ``per_tile`` has one entry (a scalar or a vector such as RGBA) per tile row, and the
         raster has shape ``index.shape + per_tile.shape[1:]``.
         """
         per_tile = np.asarray(per_tile)
@@ -60,8 +60,8 @@ def grid_stride(tiles: pd.DataFrame, fallback: int) -> int:
     """Estimate the stride of a grid placement in level-0 pixels.
 
     Grid tiles start at multiples of the stride from (0, 0), so the greatest common
-    divisor of the tile origins is the stride (or a multiple of it when every tile of a
-    sparse image is skipped in between, which still places tiles correctly).
+    divisor of the tile origins is the stride. In a sparse image where every second tile
+    was skipped it is a multiple of the stride, which still places each tile correctly.
     """
     if tiles.empty:
         return max(1, int(fallback))

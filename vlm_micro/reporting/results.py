@@ -7,7 +7,7 @@ The results folder layout (all paths relative to the run's output folder ``OUT``
     tables/cells/{image_id}.parquet one row per detected cell (``cells`` placement only)
     thumbs/{image_id}.png           RGB thumbnail of the first plane
 
-Reports read these files only; they never rerun the model.
+Reports read these files only and never rerun the model.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ FALLBACK_COLORS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )
+# Name of the bundled demo model. Reports warn that it has never seen real tissue.
+DEMO_MODEL_NAME = "vlm-micro-demo"
 
 
 class ResultsError(VlmMicroError):
@@ -47,11 +49,11 @@ class ImageResult:
     status : dict
         The parsed ``status/{image_id}.json``.
     tiles : DataFrame or None
-        Tile table with predictions; None when the image failed before labelling.
+        Tile table with predictions, or None when the image failed.
     cells : DataFrame or None
-        Cell table of the ``cells`` placement; None for grid placement.
+        Cell table of the ``cells`` placement, or None for grid placement.
     thumbnail : (rows, columns, 3) uint8 ndarray or None
-        Thumbnail of the first plane; None when the file is missing.
+        Thumbnail of the first plane, or None when the file is missing.
     results_dir : Path
         The run's output folder.
     """
@@ -94,10 +96,10 @@ class ImageResult:
 
     def colors(self) -> dict[str, str]:
         """Return a hex colour for every class name, from the vocabulary where it gives one."""
-        given = (self.status.get("vocabulary") or {}).get("colors") or {}
+        vocabulary_colors = (self.status.get("vocabulary") or {}).get("colors") or {}
         out = {}
         for index, name in enumerate(self.class_names):
-            color = given.get(name)
+            color = vocabulary_colors.get(name)
             out[name] = color if isinstance(color, str) and color.startswith("#") else FALLBACK_COLORS[index % 10]
         return out
 
@@ -163,7 +165,8 @@ def load_image_result(results_dir: str | Path, image_id: str) -> ImageResult:
     cells_path = results_dir / "tables" / "cells" / f"{image_id}.parquet"
     if result.ok and cells_path.is_file():
         result.cells = _read_parquet(cells_path)
-    result.thumbnail = read_thumbnail(results_dir / "thumbs" / f"{image_id}.png")
+    if result.ok:
+        result.thumbnail = read_thumbnail(results_dir / "thumbs" / f"{image_id}.png")
     return result
 
 
@@ -197,13 +200,13 @@ def read_thumbnail(path: Path) -> np.ndarray | None:
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
-        log.warning("thumbnail missing: %s; the report shows tiles without the image", path)
+        log.warning("thumbnail missing: %s, so the report shows tiles without the image", path)
         return None
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
     except (OSError, UnidentifiedImageError) as exc:
-        log.warning("cannot read thumbnail %s: %s; the report shows tiles without the image", path, exc)
+        log.warning("cannot read thumbnail %s (%s), so the report shows tiles without the image", path, exc)
         return None
 
 

@@ -26,9 +26,9 @@ def write_run_summary(results_dir: str | Path, config: dict | None = None,
     results_dir : str or Path
         Output folder of the run.
     config : dict, optional
-        The run's configuration; ``report.csv`` adds CSV copies of the merged tables.
+        The run's configuration. ``report.csv`` adds CSV copies of the merged tables.
     image_ids : list of str, optional
-        Images to include; default every image with a status file.
+        Images to include. Default: every image with a status file.
 
     Returns
     -------

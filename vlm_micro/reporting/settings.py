@@ -12,7 +12,7 @@ _LABELING_KEYS = ("uncertain_probability", "uncertain_margin", "anomaly_threshol
 
 @dataclass(frozen=True)
 class ReportSettings:
-    """What the per-image reports and the run summary contain.
+    """Options of the per-image reports and the run summary.
 
     Attributes
     ----------
@@ -25,13 +25,13 @@ class ReportSettings:
     csv : bool
         Also write the run-level tile and cell tables as CSV (without embeddings).
     uncertain_probability : float
-        Probability below which the labelling step flags a tile as uncertain; used only
+        Probability below which the labelling step flags a tile as uncertain, used only
         to explain the uncertain share in the report text.
     uncertain_margin : float
-        Lead over the second class below which a tile is flagged uncertain; used only
+        Lead over the second class below which a tile is flagged uncertain, used only
         in the report text.
     anomaly_threshold : float
-        Anomaly score from which the labelling step flags a tile as anomalous; marked
+        Anomaly score from which the labelling step flags a tile as anomalous, marked
         on the colour bar of the heat map.
     """
 
@@ -48,7 +48,7 @@ class ReportSettings:
         """Build settings from a whole configuration mapping.
 
         Reads the ``report:`` section and the uncertainty and anomaly thresholds of
-        ``labeling:``; missing keys keep their defaults.
+        ``labeling:``. Missing keys keep their defaults.
 
         Raises
         ------

@@ -31,18 +31,18 @@ def float_column(tiles: pd.DataFrame, name: str) -> np.ndarray:
 def image_stats(result: ImageResult) -> dict:
     """Count tiles per predicted cell type and compute uncertainty and anomaly rates.
 
-    Every tile counts towards its most probable class, uncertain tiles included; the
+    Every tile counts towards its most probable class, uncertain tiles included, and the
     uncertain share is reported on its own. Fractions are of all labelled tiles of all
     planes of the image.
 
     Returns
     -------
     dict
-        ``n_tiles``; ``counts``, ``uncertain_counts`` and ``fractions`` (dicts by class);
-        ``uncertain_fraction``, ``anomaly_rate``, ``mean_anomaly_score`` (NaN without
-        tiles); ``n_anomalous``; ``anomaly_kind_counts`` (anomalous tiles per kind);
-        ``n_cells`` (None for grid placement) and ``cell_counts`` (dict by class, empty
-        for grid placement).
+        With the keys ``n_tiles``, ``counts``, ``uncertain_counts`` and ``fractions``
+        (dicts by class), ``uncertain_fraction``, ``anomaly_rate`` and
+        ``mean_anomaly_score`` (NaN without tiles), ``n_anomalous``,
+        ``anomaly_kind_counts`` (anomalous tiles per kind), ``n_cells`` (None for grid
+        placement) and ``cell_counts`` (dict by class, empty for grid placement).
     """
     classes = result.class_names
     tiles = result.tiles if result.tiles is not None else pd.DataFrame()

@@ -1,6 +1,6 @@
 """Run-level tables: images.tsv, conditions.tsv and the merged tile and cell tables.
 
-Every column written here is documented in docs/outputs.md; a test compares the two.
+Every column written here is documented in docs/outputs.md, and a test compares the two.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def image_row(result: ImageResult, classes: list[str], kinds: list[str]) -> dict
         "width": shape[1] if shape else pd.NA,
         "height": shape[0] if shape else pd.NA,
         "pixel_size_um": result.pixel_size_um if result.pixel_size_um else pd.NA,
-        "uncalibrated": bool(status.get("uncalibrated", result.pixel_size_um is None)),
+        "uncalibrated": bool(status["uncalibrated"]) if status.get("uncalibrated") is not None else pd.NA,
         "series": plane.get("series", pd.NA),
         "projection": tsv_text(plane.get("projection") or ""),
         "placement": result.placement if result.ok else "",
@@ -122,7 +122,7 @@ def run_vocabulary(results: list[ImageResult]) -> tuple[list[str], list[str]]:
 def build_images_table(results: list[ImageResult]) -> pd.DataFrame:
     """Return images.tsv as a DataFrame, one row per image, failures included.
 
-    Sample-sheet columns follow ``error``; a sample-sheet column whose name clashes
+    Sample-sheet columns follow ``error``. A sample-sheet column whose name clashes
     with a column of this table is renamed ``meta_<name>``.
     """
     classes, kinds = run_vocabulary(results)
@@ -139,6 +139,21 @@ def build_images_table(results: list[ImageResult]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=columns)
     for name in metadata_columns:
         table[name] = table[name].fillna("")
+    return with_column_types(table)
+
+
+def with_column_types(table: pd.DataFrame) -> pd.DataFrame:
+    """Give images.tsv columns nullable integer, float and boolean types (NA for failed images)."""
+    integers = {"width", "height", "series", "n_tiles", "n_skipped_background", "n_cells", "n_anomalous"}
+    floats = {"pixel_size_um", "uncertain_fraction", "anomaly_rate", "mean_anomaly_score", "foreground_fraction",
+              "mean_focus", "saturated_fraction", "elapsed_s"}
+    for name in table.columns:
+        if name in integers or name.startswith(("count_", "anomalous_")):
+            table[name] = pd.to_numeric(table[name], errors="coerce").round().astype("Int64")
+        elif name in floats or name.startswith("frac_"):
+            table[name] = pd.to_numeric(table[name], errors="coerce").astype(float)
+    if "uncalibrated" in table:
+        table["uncalibrated"] = table["uncalibrated"].astype("boolean")
     return table
 
 
@@ -162,7 +177,7 @@ def build_conditions_table(images: pd.DataFrame) -> pd.DataFrame:
     Each image counts once (image-level means, not tile-pooled). Failed images and
     images without labelled tiles are left out of the statistics and counted in
     ``n_failed`` or ``n_images``. Without a condition column all images form one group
-    named ``all``; images without a condition form the group ``unassigned``.
+    named ``all``, and images without a condition form the group ``unassigned``.
     """
     column = condition_column(images)
     groups = images[column].astype(str).replace("", NO_CONDITION) if column else pd.Series(ALL_IMAGES, index=images.index)
@@ -206,10 +221,35 @@ def merge_tables(results_dir: Path, kind: str, image_ids: list[str]) -> pd.DataF
         if "image_id" in frame:
             frame = frame.drop(columns="image_id")
         frame.insert(0, "image_id", image_id)
+        if kind == "cells":
+            frame = with_cell_predictions(frame, results_dir / "tables" / "tiles" / f"{image_id}.parquet")
         frames.append(frame)
     if not frames:
         return None
     return pd.concat(frames, ignore_index=True)
+
+
+# Predictions copied from a cell's tile into the merged cell table.
+CELL_PREDICTION_COLUMNS = ("cell_type", "cell_type_prob", "uncertain", "anomaly_score", "anomaly_kind", "is_anomalous")
+
+
+def with_cell_predictions(cells: pd.DataFrame, tiles_path: Path) -> pd.DataFrame:
+    """Add the predictions of the tile centred on each cell, matched by ``cell_id`` and plane."""
+    if "cell_id" not in cells or not tiles_path.is_file():
+        return cells
+    try:
+        tiles = pd.read_parquet(tiles_path, columns=None)
+    except (OSError, ValueError) as exc:
+        log.warning("cannot add predictions to the cells of %s: %s", tiles_path, exc)
+        return cells
+    keys = [name for name in ("cell_id", "series", "frame") if name in cells and name in tiles]
+    prediction_columns = [name for name in CELL_PREDICTION_COLUMNS if name in tiles and name not in cells]
+    if not prediction_columns:
+        return cells
+    predictions = tiles.dropna(subset=["cell_id"])[keys + prediction_columns].drop_duplicates(keys)
+    for name in keys:
+        predictions[name] = predictions[name].astype(cells[name].dtype)
+    return cells.merge(predictions, on=keys, how="left")
 
 
 def write_merged_table(table: pd.DataFrame, parquet_path: Path, csv: bool) -> list[Path]:

@@ -1,10 +1,10 @@
 """Synthetic microscopy with pixel-level ground truth.
 
-Fields of view at 0.5 um/px laid out as a grid of 64 x 64 px blocks, each holding one
-cell type (or empty background), in fluorescence (nuclear stain) or brightfield (H&E or
-IHC), with anomalous blocks (out of focus, saturation, debris, mitotic figures,
-apoptotic cells). Used for the demo, the tests, the benchmarks and to train the bundled
-model.
+Fields of view at 0.5 um/px are laid out as a grid of 64 x 64 px blocks. Each block
+holds one cell type or is empty background. Modalities are fluorescence (nuclear stain)
+and brightfield (H&E or IHC). Anomalous blocks are out of focus, saturated, covered with
+debris, or contain mitotic figures or apoptotic cells. The demo, the tests, the
+benchmarks and the training of the bundled model use these images.
 """
 
 from vlm_micro.synth.dataset import ANNOTATION_COLUMNS, generate_dataset, image_id_for, write_ome_tiff

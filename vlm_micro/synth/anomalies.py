@@ -3,9 +3,9 @@
 Each anomaly covers one block and is strong enough to see in a 64 x 64 px tile:
 
 - ``mitotic_figure``: one or two cells become condensed chromosome plates.
-- ``apoptotic``: two or three cells shrink into dense fragments with a cleared halo.
-- ``debris``: dark and bright particles and fibres cover about a quarter to a half of the block.
-- ``out_of_focus``: the block is blurred with a Gaussian of 3.5-5.5 px (1.75-2.75 um).
+- ``apoptotic``: one to three cells shrink into dense fragments with a cleared halo.
+- ``debris``: dark and bright particles and fibres cover 20-35 % of the block.
+- ``out_of_focus``: the block is blurred with a Gaussian of sigma 2.5-3.5 px (1.25-1.75 um).
 - ``saturation``: the block is over-exposed, so most of it is clipped at the maximum value.
 
 An anomalous block keeps its cell type.
@@ -63,7 +63,10 @@ def assign_cell_anomalies(rng, cells, layout: BlockLayout, anomaly_kinds, morpho
                 cell.anomaly_kind = kind
             continue
 
-        count = int(rng.integers(1, 3)) if kind == "mitotic_figure" else int(rng.integers(2, 4))
+        # At most about a third of the block's cells turn abnormal, so the tile still shows its cell type.
+        high = 2 if kind == "mitotic_figure" else 3
+        count = int(rng.integers(1, high + 1))
+        count = max(1, min(count, len(members) // 3))
         chosen = _choose_cells(rng, cells, members, count, (row, col, type_index), morphologies, modality, layout)
         convert = make_mitotic if kind == "mitotic_figure" else make_apoptotic
         for cell in chosen:
@@ -97,15 +100,15 @@ def _drop_overlapping(cells: list[CellSpec], chosen: list[CellSpec]) -> list[Cel
     """Remove normal cells whose nucleus would overlap an abnormal cell, so the figure stays visible."""
     centres = np.array([(other.cy, other.cx) for other in chosen])
     reach = np.array([other.extent() for other in chosen])
-    kept = []
+    remaining = []
     for cell in cells:
         if cell.anomaly_kind in ("mitotic_figure", "apoptotic"):
-            kept.append(cell)
+            remaining.append(cell)
             continue
         distance = np.hypot(centres[:, 0] - cell.cy, centres[:, 1] - cell.cx)
-        if np.all(distance >= reach + 0.6 * cell.radii[1]):
-            kept.append(cell)
-    return kept
+        if np.all(distance >= reach + 0.3 * cell.radii[1]):
+            remaining.append(cell)
+    return remaining
 
 
 def _particle(rng, canvas: np.ndarray) -> None:
@@ -131,12 +134,12 @@ def _fibre(rng, canvas: np.ndarray) -> None:
 
 
 def paint_debris(rng, maps, row: int, col: int, block_px: int, bright_fraction: float) -> None:
-    """Cover 25-45 % of a block with particles and fibres, into ``maps.debris_dark`` and ``debris_bright``.
+    """Cover 20-35 % of a block with particles and fibres, into ``maps.debris_dark`` and ``debris_bright``.
 
     ``bright_fraction`` is the share of autofluorescent (bright) pieces; the rest absorb light.
     """
     canvases = {"dark": np.zeros((block_px, block_px), np.float32), "bright": np.zeros((block_px, block_px), np.float32)}
-    target = rng.uniform(0.25, 0.45)
+    target = rng.uniform(0.2, 0.35)
     for _ in range(60):
         canvas = canvases["bright" if rng.random() < bright_fraction else "dark"]
         if rng.random() < 0.3:

@@ -20,9 +20,11 @@ def register(subparsers) -> None:
             "and DIR/synth.json. The same arguments give byte-identical files."
         ),
     )
+
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created when missing)")
     parser.add_argument("--n-images", required=True, type=int, metavar="N", help="number of images to render")
     parser.add_argument("--seed", required=True, type=int, metavar="S", help="dataset seed (integer >= 0)")
+
     parser.add_argument(
         "--modality",
         choices=("fluorescence", "brightfield", "mixed"),
@@ -42,6 +44,7 @@ def register(subparsers) -> None:
         "--labels", default=None, metavar="YAML",
         help="vocabulary whose cell types and anomaly kinds are drawn (default: the project's config/labels.yaml)",
     )
+
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="processes rendering in parallel (default: 1)")
     parser.set_defaults(func=run_synth)
 

@@ -1,7 +1,7 @@
 """Nucleus outlines and painting of one cell into the field maps.
 
-A nucleus is drawn in a small window around its centre: the window's pixel offsets are
-rotated into the nucleus frame (u along the major axis, v across it), a shape function
+A nucleus is drawn in a small window around its centre. The window's pixel offsets are
+rotated into the nucleus frame (u along the major axis, v across it). A shape function
 returns an approximate signed distance to the outline in pixels (positive inside), and a
 soft edge turns it into a density between 0 and 1. Chromatin texture comes from
 field-wide noise maps sliced at the window, so no per-pixel Python loop runs.
@@ -104,7 +104,7 @@ def _mitotic_distance(u, v, spec: CellSpec) -> np.ndarray:
     distance = _parts_distance(u, v, spec.parts) if len(spec.parts) else np.full(u.shape, -np.inf)
     for centre_v, half_length, half_width, phase_a, phase_b in spec.bars:
         # Ragged edges: chromosome arms stick out of the metaphase plate.
-        ripple = 1.0 + 0.35 * np.sin(1.3 * u + phase_a) + 0.25 * np.sin(2.9 * u + phase_b)
+        ripple = 1.0 + 0.2 * np.sin(1.1 * u + phase_a) + 0.12 * np.sin(2.6 * u + phase_b)
         bar = np.minimum(half_width * ripple - np.abs(v - centre_v), half_length - np.abs(u))
         np.maximum(distance, bar, out=distance)
     return distance

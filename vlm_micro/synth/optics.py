@@ -5,8 +5,8 @@ scaled by an uneven excitation field, counted as photons (Poisson noise), conver
 camera units with an offset and read noise, and clipped to uint16.
 
 Brightfield: stain concentrations times optical density (OD) vectors give the OD per
-RGB channel (Beer-Lambert law); the transmitted light is an uneven lamp field times
-``10 ** -OD`` with Gaussian camera noise, clipped to uint8. H&E uses haematoxylin and
+RGB channel, as in the Beer-Lambert law. The transmitted light is an uneven lamp field
+times ``10 ** -OD`` plus Gaussian camera noise, clipped to uint8. H&E uses haematoxylin and
 eosin; the IHC variant uses a lighter haematoxylin counterstain and DAB on a
 cytokeratin-like marker of epithelial and tumour cells.
 """
@@ -77,11 +77,12 @@ def render_fluorescence(rng, maps: TissueMaps, artefacts: dict, block_px: int) -
     ``artefacts`` maps ``out_of_focus`` and ``saturation`` to lists of (row, column) blocks.
     """
     emission = maps.dna * (1.0 - 0.65 * maps.nucleolus)
-    emission += 0.035 * (maps.cytoplasm + maps.stroma) * (1.0 - maps.clear)  # weak autofluorescence
-    emission += 1.8 * maps.debris_bright
+    # Weak autofluorescence of cytoplasm and of collagen, which also emits in the nuclear-stain channel.
+    emission += (0.06 * maps.cytoplasm + 0.12 * maps.stroma) * (1.0 - maps.clear)
+    emission += 1.4 * maps.debris_bright
     emission *= 1.0 - 0.8 * np.clip(maps.debris_dark, 0, 1)
     emission = ndimage.gaussian_filter(emission, rng.uniform(0.7, 1.2))
-    _blur_blocks(emission, artefacts.get("out_of_focus", []), block_px, rng.uniform(3.5, 5.5))
+    _blur_blocks(emission, artefacts.get("out_of_focus", []), block_px, rng.uniform(2.5, 3.5))
 
     exposure = rng.uniform(0.75, 1.25)
     field = illumination_field(rng, emission.shape, rng.uniform(0.15, 0.35))
@@ -126,7 +127,7 @@ def render_brightfield(rng, maps: TissueMaps, stain: str, artefacts: dict, block
     for name, concentration in concentrations.items():
         optical_density += concentration[..., None] * _stain_vector(rng, name)
     optical_density = ndimage.gaussian_filter(optical_density, (rng.uniform(0.6, 1.0),) * 2 + (0,))
-    _blur_blocks(optical_density, artefacts.get("out_of_focus", []), block_px, rng.uniform(3.5, 5.5))
+    _blur_blocks(optical_density, artefacts.get("out_of_focus", []), block_px, rng.uniform(2.5, 3.5))
 
     lamp = np.array([0.965, 0.955, 0.955], dtype=np.float32) * rng.uniform(0.97, 1.02, 3).astype(np.float32)
     field = illumination_field(rng, maps.dna.shape, rng.uniform(0.04, 0.1))

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from vlm_micro.synth.cells import make_cell
 from vlm_micro.synth.layout import BACKGROUND, BlockLayout
-from vlm_micro.synth.morphology import Morphology
+from vlm_micro.synth.morphology import CELL_ANOMALIES, Morphology
 from vlm_micro.synth.nuclei import CellSpec, paint_halo, paint_nucleus
 
 log = logging.getLogger(__name__)
@@ -105,19 +105,20 @@ def place_cells(rng, layout: BlockLayout, morphologies, modality: str) -> list[C
 
 def _cell_lookup(cells: list[CellSpec], morphologies, attribute: str) -> np.ndarray:
     """Return one value per cell of a morphology attribute; abnormal cells get 0."""
-    return np.array(
-        [0.0 if cell.anomaly_kind in ("mitotic_figure", "apoptotic") else getattr(morphologies[cell.type_index], attribute) for cell in cells],
-        dtype=np.float32,
-    )
+    values = [
+        0.0 if cell.anomaly_kind in CELL_ANOMALIES else getattr(morphologies[cell.type_index], attribute)
+        for cell in cells
+    ]
+    return np.array(values, dtype=np.float32)
 
 
 def paint_cytoplasm(rng, maps: TissueMaps, cells: list[CellSpec], pixel_types, morphologies, fine) -> np.ndarray:
     """Paint cytoplasm, cell borders and the IHC marker of every cell; return the cell-body mask.
 
-    Each pixel belongs to its nearest cell centre (a Voronoi partition computed with a
-    Euclidean distance transform) when it lies within that cell's radius and in a block
-    of the cell's type, which gives polygonal cells in dense sheets and round cells
-    elsewhere.
+    A pixel belongs to the cell with the nearest centre, a Voronoi partition computed with
+    a Euclidean distance transform. It is cytoplasm when it also lies within that cell's
+    radius and in a block of the cell's type. Dense sheets thus get polygonal cells, and
+    sparse cells stay round.
     """
     shape = pixel_types.shape
     body = np.zeros(shape, dtype=np.float32)
@@ -153,9 +154,10 @@ def paint_cytoplasm(rng, maps: TissueMaps, cells: list[CellSpec], pixel_types, m
 
 
 def fibre_canvases(rng, shape) -> tuple[np.ndarray, np.ndarray]:
-    """Return noise smoothed much more along rows' columns than across: fine fibres and coarse bundles.
+    """Return two noise canvases smoothed far more along columns than along rows.
 
-    Both are square, large enough to cover the field at any rotation.
+    The first gives fine fibres and the second coarse bundles. Both are square and large
+    enough to cover the field at any rotation.
     """
     side = int(np.ceil(np.hypot(*shape))) + 16
     return noise_field(rng, (side, side), (1.1, 12.0)), noise_field(rng, (side, side), (3.5, 22.0))
@@ -174,8 +176,9 @@ def fibre_pattern(rng, shape, angle: float, canvases) -> np.ndarray:
     cols -= shape[1] / 2
     along = cols * np.cos(angle) + rows * np.sin(angle)
     across = rows * np.cos(angle) - cols * np.sin(angle)
-    wavelength = rng.uniform(30.0, 55.0)
-    across += rng.uniform(1.5, 3.5) * np.sin(2 * np.pi * along / wavelength + rng.uniform(0, 2 * np.pi))
+    wavelength = rng.uniform(35.0, 70.0)
+    across += rng.uniform(0.8, 2.2) * np.sin(2 * np.pi * along / wavelength + rng.uniform(0, 2 * np.pi))
+    across += 3.0 * noise_field(rng, shape, 12.0)
     offset = rng.uniform(0, side, 2)
     coordinates = np.stack([across + offset[0], along + offset[1]])
     fibres = ndimage.map_coordinates(fibres, coordinates, order=1, mode="grid-wrap")

@@ -61,14 +61,16 @@ def _read_level_reduced(view, level: int, factor: int) -> np.ndarray:
             width = min(block, level_cols - left)
             region = Image.fromarray(view.read_region(top, left, height, width, level))
             reduced = np.asarray(region.reduce(factor)) if factor > 1 else np.asarray(region)
-            out[top // factor : top // factor + reduced.shape[0], left // factor : left // factor + reduced.shape[1]] = reduced
+            out_top, out_left = top // factor, left // factor
+            out[out_top : out_top + reduced.shape[0], out_left : out_left + reduced.shape[1]] = reduced
     return out
 
 
 def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize by area averaging (Pillow's box filter), the block mean for integer factors."""
     if image.shape[:2] == tuple(shape):
         return image
-    resized = Image.fromarray(np.ascontiguousarray(image)).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    resized = Image.fromarray(np.ascontiguousarray(image)).resize((shape[1], shape[0]), Image.Resampling.BOX)
     return np.asarray(resized)
 
 
@@ -95,7 +97,8 @@ def foreground_mask(rgb: np.ndarray, modality: str) -> np.ndarray:
 
 
 def _fluorescence_mask(rgb: np.ndarray) -> np.ndarray:
-    signal = filters.gaussian(rgb.max(axis=2).astype(np.float32), sigma=1.0, preserve_range=True)
+    brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+    signal = ndi.gaussian_filter(brightest.astype(np.float32), sigma=1.0)
     low, high = np.percentile(signal, [1.0, 99.9])
     if high - low < MIN_CONTRAST:
         return np.zeros(signal.shape, dtype=bool)
@@ -118,11 +121,11 @@ def signal_threshold(signal: np.ndarray) -> float:
 
 
 def _brightfield_mask(rgb: np.ndarray) -> np.ndarray:
-    pixels = rgb.astype(np.float32)
-    grey = filters.gaussian(pixels.mean(axis=2), sigma=1.0, preserve_range=True)
-    brightest = pixels.max(axis=2)
-    saturation = np.where(brightest > 0, (brightest - pixels.min(axis=2)) / np.maximum(brightest, 1.0), 0.0)
-    saturation = filters.gaussian(saturation, sigma=1.0, preserve_range=True)
+    red, green, blue = (rgb[..., k].astype(np.float32) for k in range(3))
+    grey = ndi.gaussian_filter((red + green + blue) / 3.0, sigma=1.0)
+    brightest = np.maximum(np.maximum(red, green), blue)
+    darkest = np.minimum(np.minimum(red, green), blue)
+    saturation = ndi.gaussian_filter((brightest - darkest) / np.maximum(brightest, 1.0), sigma=1.0)
 
     background = float(np.percentile(grey, 99.0))
     dark = np.zeros(grey.shape, dtype=bool)

@@ -1,10 +1,15 @@
 """Nucleus detection with scikit-image, region by region at a working resolution.
 
-Steps per region: nuclear channel (grey of the composite for fluorescence, haematoxylin
-from colour deconvolution for brightfield), Gaussian smoothing, a threshold that must
-pass both a fraction of Otsu's global threshold and a local mean (so touching nuclei
-with a dimmer gap come apart), hole filling, a watershed on the distance transform
-seeded by its local maxima, and a size filter on the equivalent diameter.
+Steps per region:
+
+1. nuclear channel: grey of the composite for fluorescence, haematoxylin from colour
+   deconvolution for brightfield;
+2. Gaussian smoothing, then a mask of pixels above both one global threshold for the
+   image (see ``signal_threshold``) and the local mean plus ``LOCAL_OFFSET``, so
+   touching nuclei with a dimmer gap come apart;
+3. hole filling, then a watershed on the smoothed distance transform, seeded by its
+   local maxima;
+4. a size filter on the equivalent diameter.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ CELL_COLUMNS = (
 WORK_MIN_DIAMETER_PX = 8.0
 REGION_PX = 1024  # core side of the regions processed one at a time, in working pixels
 SINGLE_REGION_PX = 2048  # images up to this side at working resolution are one region
-GLOBAL_THRESHOLD_FRACTION = 1.0  # fraction of Otsu's threshold that nuclei must exceed
+THRESHOLD_SAMPLES = 8  # regions read to set the global threshold of a large image
 LOCAL_OFFSET = 3.0  # grey levels above the local mean that nuclei must exceed
 HAEMATOXYLIN_FULL_SCALE = 0.3  # optical density of haematoxylin mapped to grey level 255
 
@@ -60,12 +65,15 @@ def detect_nuclei(view, settings, pixel_size_um: float | None) -> pd.DataFrame:
     Returns
     -------
     cells : DataFrame
-        One row per nucleus with columns ``cell_id`` (0, 1, ...), ``centroid_y``,
-        ``centroid_x`` (level-0 pixels), ``area_px`` (level-0 pixels), ``area_um2``
-        (NaN when uncalibrated), ``mean_intensity`` (nuclear channel in grey levels
-        0-255; for brightfield 255 is a haematoxylin optical density of 0.3 or more),
-        ``eccentricity`` (0 for a circle) and ``tile_id`` (Int64, NA until tiles are
-        placed).
+        One row per nucleus, with the columns of ``CELL_COLUMNS``:
+
+        - ``cell_id``: 0, 1, ...
+        - ``centroid_y``, ``centroid_x``, ``area_px``: level-0 pixels
+        - ``area_um2``: NaN when uncalibrated
+        - ``mean_intensity``: nuclear channel in grey levels 0-255. For brightfield,
+          255 is a haematoxylin optical density of 0.3 or more.
+        - ``eccentricity``: 0 for a circle
+        - ``tile_id``: Int64, NA until tiles are placed
 
     Notes
     -----
@@ -81,10 +89,12 @@ def detect_nuclei(view, settings, pixel_size_um: float | None) -> pd.DataFrame:
     work_rows = math.ceil(view.shape[0] / scale.downsample)
     work_cols = math.ceil(view.shape[1] / scale.downsample)
 
+    regions = list(_regions(view, (work_rows, work_cols), scale))
+    threshold = _global_threshold(view, scale, [core for core, _ in regions])
     found = []
-    for core, margin in _regions(view, (work_rows, work_cols), scale):
-        found.extend(_detect_in_region(view, scale, core, margin))
-    cells = _cells_table(found, scale, pixel_size_um)
+    for core, margin in regions if threshold is not None else []:
+        found.extend(_detect_in_region(view, scale, core, margin, threshold))
+    cells = _cells_table(found, pixel_size_um)
     log.info("%s: %d nuclei detected at %.2f level-0 px per working px", view.path, len(cells), scale.downsample)
     return cells
 
@@ -131,20 +141,44 @@ def nuclear_channel(rgb: np.ndarray, modality: str) -> np.ndarray:
     if modality == "brightfield":
         haematoxylin = color.rgb2hed(rgb)[..., 0]
         return np.clip(haematoxylin * (255.0 / HAEMATOXYLIN_FULL_SCALE), 0, 255).astype(np.float32)
-    return rgb.astype(np.float32).mean(axis=2)
+    channels = rgb.astype(np.float32)
+    return (channels[..., 0] + channels[..., 1] + channels[..., 2]) / 3.0
 
 
-def _detect_in_region(view, scale: _WorkScale, core, margin: int) -> list[dict]:
-    top, left, height, width = core
-    y0, x0 = top - margin, left - margin
-    shape = (height + 2 * margin, width + 2 * margin)
+def _read_signal(view, scale: _WorkScale, box) -> np.ndarray:
+    """Read a (y, x, height, width) box of working pixels as the nuclear channel."""
+    y, x, height, width = box
     ds = scale.downsample
     rgb = read_box(
-        view, int(round(y0 * ds)), int(round(x0 * ds)), int(round(shape[0] * ds)), int(round(shape[1] * ds)),
-        scale.level, shape,
+        view, int(round(y * ds)), int(round(x * ds)), int(round(height * ds)), int(round(width * ds)),
+        scale.level, (height, width),
     )
-    signal = nuclear_channel(rgb, view.modality)
-    labels = segment_nuclei(signal, scale.min_diameter, scale.max_diameter)
+    return nuclear_channel(rgb, view.modality)
+
+
+def _global_threshold(view, scale: _WorkScale, cores: list) -> float | None:
+    """Compute one nucleus threshold for the whole image, from up to ``THRESHOLD_SAMPLES`` regions.
+
+    One threshold keeps detection consistent across regions. Returns None when there
+    is no region or the sampled signal has less than ``MIN_CONTRAST`` of contrast.
+    """
+    if not cores:
+        return None
+    picks = np.unique(np.linspace(0, len(cores) - 1, min(THRESHOLD_SAMPLES, len(cores))).round().astype(int))
+    samples = [ndi.gaussian_filter(_read_signal(view, scale, cores[k]), sigma=1.0).ravel() for k in picks]
+    pooled = np.concatenate(samples)
+    low, high = np.percentile(pooled, [1.0, 99.9])
+    if high - low < MIN_CONTRAST:
+        return None
+    return signal_threshold(pooled)
+
+
+def _detect_in_region(view, scale: _WorkScale, core, margin: int, threshold: float | None) -> list[dict]:
+    top, left, height, width = core
+    y0, x0 = top - margin, left - margin
+    signal = _read_signal(view, scale, (y0, x0, height + 2 * margin, width + 2 * margin))
+    labels = segment_nuclei(signal, scale.min_diameter, scale.max_diameter, threshold)
+    ds = scale.downsample
     found = []
     for region in measure.regionprops(labels, intensity_image=signal):
         cy, cx = region.centroid
@@ -160,7 +194,9 @@ def _detect_in_region(view, scale: _WorkScale, core, margin: int) -> list[dict]:
     return found
 
 
-def segment_nuclei(signal: np.ndarray, min_diameter: float, max_diameter: float) -> np.ndarray:
+def segment_nuclei(
+    signal: np.ndarray, min_diameter: float, max_diameter: float, threshold: float | None = None
+) -> np.ndarray:
     """Segment nuclei in a nuclear-channel image.
 
     Parameters
@@ -169,25 +205,32 @@ def segment_nuclei(signal: np.ndarray, min_diameter: float, max_diameter: float)
         Nuclear signal in grey levels 0-255, bright nuclei on a dark background.
     min_diameter, max_diameter : float
         Limits of the equivalent diameter of kept nuclei, in pixels.
+    threshold : float, optional
+        Global threshold on the smoothed signal; computed from ``signal`` when None.
 
     Returns
     -------
     labels : (rows, columns) int32 ndarray
-        0 for background, 1.. for nuclei (labels of removed objects are left out).
+        0 for background and a positive label per nucleus. Labels of objects removed by
+        the size filter are missing, so the labels need not be consecutive.
     """
-    smooth = filters.gaussian(signal, sigma=1.0, preserve_range=True)
-    low, high = np.percentile(smooth, [1.0, 99.9])
-    if high - low < MIN_CONTRAST:
-        return np.zeros(signal.shape, dtype=np.int32)
+    smooth = ndi.gaussian_filter(signal.astype(np.float32, copy=False), sigma=1.0)
+    if threshold is None:
+        low, high = np.percentile(smooth, [1.0, 99.9])
+        if high - low < MIN_CONTRAST:
+            return np.zeros(signal.shape, dtype=np.int32)
+        threshold = signal_threshold(smooth)
 
     block_size = max(3, int(round(max_diameter)) | 1)
     local = filters.threshold_local(smooth, block_size=block_size, offset=-LOCAL_OFFSET)
-    mask = (smooth > GLOBAL_THRESHOLD_FRACTION * signal_threshold(smooth)) & (smooth > local)
+    mask = (smooth > threshold) & (smooth > local)
     mask = ndi.binary_fill_holes(mask)
 
     distance = filters.gaussian(ndi.distance_transform_edt(mask), sigma=1.0)
     min_distance = max(2, int(round(0.6 * min_diameter)))
-    peaks = feature.peak_local_max(distance, min_distance=min_distance, labels=measure.label(mask), exclude_border=False)
+    peaks = feature.peak_local_max(
+        distance, min_distance=min_distance, labels=measure.label(mask), exclude_border=False
+    )
     markers = np.zeros(mask.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
     labels = segmentation.watershed(-distance, markers, mask=mask)
@@ -199,7 +242,7 @@ def segment_nuclei(signal: np.ndarray, min_diameter: float, max_diameter: float)
     return np.where(keep[labels], labels, 0).astype(np.int32)
 
 
-def _cells_table(found: list[dict], scale: _WorkScale, pixel_size_um: float | None) -> pd.DataFrame:
+def _cells_table(found: list[dict], pixel_size_um: float | None) -> pd.DataFrame:
     cells = pd.DataFrame(found, columns=["centroid_y", "centroid_x", "area_px", "mean_intensity", "eccentricity"])
     cells = cells.astype(float)
     cells.insert(0, "cell_id", np.arange(len(cells), dtype=np.int64))

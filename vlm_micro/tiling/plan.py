@@ -30,12 +30,17 @@ class TilePlan:
     Attributes
     ----------
     tiles : DataFrame
-        One row per kept tile, with the columns of ``TILE_COLUMNS``: ``tile_id`` (0, 1,
-        ...), ``y``, ``x``, ``height``, ``width`` (level-0 pixels covered, padding
-        included), ``level`` (pyramid level read), ``is_edge`` (the tile extends past
-        the image and is padded), ``placement``, ``cell_id`` (Int64, NA for grid tiles),
-        ``foreground_fraction``, ``focus`` (variance of the Laplacian),
-        ``saturated_fraction`` and ``qc_flags`` (';'-joined, '' when fine).
+        One row per kept tile, with the columns of ``TILE_COLUMNS``:
+
+        - ``tile_id``: 0, 1, ...
+        - ``y``, ``x``, ``height``, ``width``: level-0 pixels covered, padding included
+        - ``level``: pyramid level read
+        - ``is_edge``: True when the tile extends past the image and is padded
+        - ``placement``: ``"grid"`` or ``"cells"``
+        - ``cell_id``: Int64, NA for grid tiles
+        - ``foreground_fraction``, ``focus`` (variance of the Laplacian),
+          ``saturated_fraction``
+        - ``qc_flags``: ';'-joined flags, '' when fine
     cells : DataFrame or None
         Per-nucleus table of :func:`detect_nuclei` with ``tile_id`` filled in, or None
         for the ``grid`` placement.
@@ -80,22 +85,18 @@ def plan_tiles(view, settings, target_pixel_size_um: float | None, tile_size_px:
     """
     scale = tile_scale(view, target_pixel_size_um, tile_size_px, settings.overlap_px)
     mask = foreground_mask(low_resolution_rgb(view, settings.thumbnail_px), view.modality)
-
-    cells = None
-    cell_ids = None
     if settings.placement == "cells":
         cells = detect_nuclei(view, settings, view.pixel_size_um)
+        cells["tile_id"] = pd.array(np.arange(len(cells)), dtype="Int64")
         boxes = centred_boxes(cells["centroid_y"].to_numpy(), cells["centroid_x"].to_numpy(), scale)
         fractions = box_fractions(mask, boxes, view.shape)
-        cell_ids = cells["cell_id"].to_numpy()
-        cells["tile_id"] = pd.array(np.arange(len(cells)), dtype="Int64")
-        n_skipped = 0
+        cell_ids, n_skipped = cells["cell_id"].to_numpy(), 0
     else:
+        cells, cell_ids = None, None
         boxes = grid_boxes(view.shape, scale)
         fractions = box_fractions(mask, boxes, view.shape)
         keep = fractions >= settings.min_foreground
-        n_skipped = int((~keep).sum())
-        boxes, fractions = boxes[keep], fractions[keep]
+        boxes, fractions, n_skipped = boxes[keep], fractions[keep], int((~keep).sum())
 
     tiles = _tile_table(boxes, fractions, scale, view, settings.placement, cell_ids)
     _measure_tile_qc(view, tiles, scale, settings)

@@ -30,7 +30,7 @@ def focus_measure(tile: np.ndarray) -> float:
     """
     if tile.shape[0] < 3 or tile.shape[1] < 3:
         return float("nan")
-    grey = tile.astype(np.float32) @ _LUMA
+    grey = (tile.reshape(-1, 3).astype(np.float32) @ _LUMA).reshape(tile.shape[:2])
     laplacian = (
         grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4.0 * grey[1:-1, 1:-1]
     )
@@ -47,7 +47,10 @@ def saturated_fraction(tile: np.ndarray, modality: str) -> float:
     if tile.size == 0:
         return float("nan")
     clipped_value = 0 if modality == "brightfield" else 255
-    return float((tile == clipped_value).any(axis=2).mean())
+    # OR-ing the three channels is much faster than .any() over a length-3 axis.
+    equal = tile == clipped_value
+    clipped = equal[..., 0] | equal[..., 1] | equal[..., 2]
+    return float(np.count_nonzero(clipped)) / clipped.size
 
 
 def qc_flags(

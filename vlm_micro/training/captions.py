@@ -2,9 +2,9 @@
 
 Every caption belongs to a group: one group per cell type (synonyms times the templates
 of a modality) and one per anomaly state (``normal`` and each anomaly kind: state phrases
-times anomaly templates). A training tile gets a caption sampled from its cell type's
-group or from its state's group, so one image embedding learns to answer both the cell
-type query and the anomaly query that the labeller asks.
+times anomaly templates). A training tile gets one caption sampled from its cell type's
+group and one from its state's group, so one image embedding learns to answer both the
+cell type query and the anomaly query that the labeller asks.
 """
 
 from __future__ import annotations
@@ -87,31 +87,33 @@ def build_caption_bank(vocabulary: Vocabulary, tokenizer) -> CaptionBank:
 
 
 def sample_captions(bank: CaptionBank, class_index: np.ndarray, state_index: np.ndarray, modalities: list[str],
-                    rng: np.random.Generator, class_fraction: float = 0.5) -> np.ndarray:
-    """Sample one caption index per tile.
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Sample a cell type caption and an anomaly state caption for every tile.
 
     Parameters
     ----------
     class_index, state_index : (n,) int arrays
-        Cell type index and state index of each tile; -1 where unknown. Every tile has
-        at least one of the two.
+        Cell type index and state index of each tile; -1 where unknown.
     modalities : list of str, length n
+        Picks the templates of the cell type captions.
     rng : numpy.random.Generator
         Source of randomness (seeded by the caller for reproducibility).
-    class_fraction : float
-        Probability of a cell type caption for tiles that have both labels.
 
     Returns
     -------
-    (n,) int64 ndarray of caption indices
+    class_captions, state_captions : (n,) int64 ndarrays
+        Caption indices into ``bank``; -1 where the tile has no such label.
     """
-    out = np.empty(len(class_index), dtype=np.int64)
-    draws = rng.random(len(class_index))
+    class_captions = np.full(len(class_index), -1, dtype=np.int64)
+    state_captions = np.full(len(class_index), -1, dtype=np.int64)
     for i, (c, s) in enumerate(zip(class_index, state_index)):
-        use_class = c >= 0 and (s < 0 or draws[i] < class_fraction)
-        pool = bank.class_pool(modalities[i], int(c)) if use_class else bank.state_pools[int(s)]
-        out[i] = pool[rng.integers(len(pool))]
-    return out
+        if c >= 0:
+            pool = bank.class_pool(modalities[i], int(c))
+            class_captions[i] = pool[rng.integers(len(pool))]
+        if s >= 0:
+            pool = bank.state_pools[int(s)]
+            state_captions[i] = pool[rng.integers(len(pool))]
+    return class_captions, state_captions
 
 
 def positive_mask(caption_groups: torch.Tensor, class_index: torch.Tensor, state_index: torch.Tensor,

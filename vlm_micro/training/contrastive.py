@@ -1,8 +1,9 @@
 """Contrastive (CLIP) training of an open_clip model on labelled tiles.
 
-The loop trains both towers with a CLIP loss in which every caption of a tile's cell
-type or anomaly state counts as a positive (see :func:`multi_positive_clip_loss`). It
-samples tiles balanced by class, augments them, and uses AdamW with a linear warm-up and
+The loop trains both towers with two CLIP losses: tiles against cell type captions and
+tiles against anomaly state captions, the same two softmaxes that zero-shot labelling
+computes. Every caption of a tile's cell type (or state) in the batch counts as a
+positive (see :func:`multi_positive_clip_loss`). It samples tiles balanced by class, augments them, and uses AdamW with a linear warm-up and
 a cosine decay. After each epoch it scores the validation tiles zero-shot, writes a
 checkpoint atomically and stops early when the validation score stops improving.
 
@@ -52,7 +53,7 @@ class TrainSettings:
     lock_text: bool = False
     patience: int = 3  # epochs without a better validation score before stopping
     selection_metric: str = "macro_f1"  # or "macro_f1+auroc": their mean
-    class_caption_fraction: float = 0.5  # share of cell type captions for tiles with both labels
+    state_loss_weight: float = 1.0  # weight of the anomaly state loss next to the cell type loss
     anomaly_share: float = 0.5  # share of samples balanced over anomaly states
     augment: bool = True
     grad_clip_norm: float = 1.0
@@ -78,7 +79,9 @@ class TrainSettings:
                 raise ConfigError(f"training setting {name} is {value!r}; it must be a positive number")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ConfigError(f"training setting steps_per_epoch is {self.steps_per_epoch!r}; use a positive integer or null")
-        for name in ("warmup_fraction", "class_caption_fraction", "anomaly_share"):
+        if self.state_loss_weight < 0:
+            raise ConfigError(f"training setting state_loss_weight is {self.state_loss_weight!r}; it must be >= 0")
+        for name in ("warmup_fraction", "anomaly_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"training setting {name} is {getattr(self, name)!r}; it must be between 0 and 1")
         if self.patience < 1:
@@ -287,7 +290,7 @@ def _train_epoch(loaded, bank, train, weights, settings, epoch, steps, optimizer
             batch = augment_tiles(batch, generator, AugmentSettings())
         images = tiles_to_tensor(batch.numpy(), loaded.image_size, loaded.mean, loaded.std).to(loaded.device)
         captions = sample_captions(bank, train.class_index[rows], train.state_index[rows],
-                                   [train.modalities[k] for k in rows], rng, settings.class_caption_fraction)
+                                   [train.modalities[k] for k in rows], rng)
         losses.append(_optimizer_step(loaded, bank, train, rows, images, captions, settings, optimizer, scheduler))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if on_step is not None:
@@ -296,16 +299,29 @@ def _train_epoch(loaded, bank, train, weights, settings, epoch, steps, optimizer
 
 
 def _optimizer_step(loaded, bank, train, rows, images, captions, settings, optimizer, scheduler) -> float:
+    """Take one AdamW step on the cell type loss plus the weighted anomaly state loss."""
     model = loaded.model
-    unique_captions = np.unique(captions)
-    tokens = bank.tokens[torch.from_numpy(unique_captions)].to(loaded.device)
-    positives = positive_mask(bank.groups[torch.from_numpy(unique_captions)], torch.from_numpy(train.class_index[rows]),
-                              torch.from_numpy(train.state_index[rows]), bank.n_classes).to(loaded.device)
+    class_captions, state_captions = captions
+    unique = np.unique(np.concatenate([class_captions, state_captions]))
+    unique = unique[unique >= 0]
     with torch.set_grad_enabled(not settings.lock_image):
         image_features = model.encode_image(images, normalize=True)
     with torch.set_grad_enabled(not settings.lock_text):
-        text_features = model.encode_text(tokens, normalize=True)
-    loss = multi_positive_clip_loss(image_features, text_features, positives, model.logit_scale.exp())
+        text_features = model.encode_text(bank.tokens[torch.from_numpy(unique)].to(loaded.device), normalize=True)
+    scale = model.logit_scale.exp()
+    class_index = torch.from_numpy(train.class_index[rows])
+    state_index = torch.from_numpy(train.state_index[rows])
+    positives = positive_mask(bank.groups[torch.from_numpy(unique)], class_index, state_index,
+                              bank.n_classes).to(loaded.device)
+    is_class_caption = bank.groups[torch.from_numpy(unique)] < bank.n_classes
+
+    loss = image_features.new_zeros(())
+    parts = ((class_index >= 0, is_class_caption, 1.0), (state_index >= 0, ~is_class_caption, settings.state_loss_weight))
+    for image_rows, caption_columns, weight in parts:
+        if weight > 0 and image_rows.any() and caption_columns.any():
+            loss = loss + weight * multi_positive_clip_loss(
+                image_features[image_rows], text_features[caption_columns],
+                positives[image_rows][:, caption_columns], scale)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     trainable = [p for p in model.parameters() if p.requires_grad]

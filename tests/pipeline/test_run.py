@@ -1,0 +1,117 @@
+"""The workflow runner: results folder checks, run lock and the snakemake command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from vlm_micro.errors import OutputError, VlmMicroError
+from vlm_micro.pipeline.run import (
+    LOCK_NAME,
+    check_writable,
+    count_failed,
+    first_job_error,
+    profile_path,
+    run_lock,
+    snakemake_command,
+)
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_writable_creates_folder(tmp_path):
+    check_writable(tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
+    assert list((tmp_path / "a" / "b").iterdir()) == []
+
+
+def test_unwritable_folder_rejected(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="is not writable") as info:
+        check_writable(blocker / "out")
+    assert "\n" not in str(info.value)
+
+
+def test_lock_written_and_released(tmp_path):
+    with run_lock(tmp_path) as lock:
+        content = json.loads((tmp_path / LOCK_NAME).read_text())
+        assert content["pid"] == os.getpid()
+        lock.record_child(12345)
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["child_pid"] == 12345
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_second_run_rejected(tmp_path):
+    with run_lock(tmp_path):
+        with pytest.raises(OutputError, match="used by another vlm-micro run"):
+            with run_lock(tmp_path):
+                pass
+        assert (tmp_path / LOCK_NAME).exists()
+
+
+def test_live_child_keeps_lock(tmp_path):
+    holder = {"pid": dead_pid(), "child_pid": os.getpid(), "host": socket.gethostname()}
+    (tmp_path / LOCK_NAME).write_text(json.dumps(holder))
+    with pytest.raises(OutputError, match="used by another vlm-micro run"):
+        with run_lock(tmp_path):
+            pass
+
+
+def test_stale_lock_replaced(tmp_path):
+    holder = {"pid": dead_pid(), "host": socket.gethostname(), "started": "earlier"}
+    (tmp_path / LOCK_NAME).write_text(json.dumps(holder))
+    with run_lock(tmp_path) as lock:
+        assert lock.stale_holder["started"] == "earlier"
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
+def test_lock_of_other_host_rejected(tmp_path):
+    holder = {"pid": 1, "host": "other-node-17", "started": "earlier"}
+    (tmp_path / LOCK_NAME).write_text(json.dumps(holder))
+    with pytest.raises(OutputError, match="run on host other-node-17"):
+        with run_lock(tmp_path):
+            pass
+
+
+def test_command_is_argument_list(tmp_path):
+    config_file = tmp_path / "my config; rm -rf x.yaml"
+    command = snakemake_command(config_file, tmp_path, 2, "default", ["--dry-run"])
+    assert command[:3] == [sys.executable, "-m", "snakemake"]
+    assert command[command.index("--configfile") + 1] == str(config_file)
+    assert command[command.index("--cores") + 1] == "2"
+    assert command[-1] == "--dry-run"
+    assert "--rerun-incomplete" in command
+
+
+def test_unknown_profile_rejected():
+    with pytest.raises(VlmMicroError, match="profile 'nope' not found; .*slurm"):
+        profile_path("nope")
+
+
+def test_bundled_profiles_found():
+    assert (profile_path("slurm") / "config.yaml").is_file()
+    assert (profile_path("default") / "config.yaml").is_file()
+
+
+def test_count_failed(tmp_path):
+    path = tmp_path / "images.tsv"
+    assert count_failed(path) == (0, 0)
+    path.write_text("image_id\tstatus\terror\na\tok\t\nb\tfailed\tb.tif: broken\n")
+    assert count_failed(path) == (2, 1)
+
+
+def test_first_job_error(tmp_path):
+    logs = tmp_path / "logs" / "label"
+    logs.mkdir(parents=True)
+    (logs / "shard_0000.log").write_text("INFO x\nvlm-micro process-shard: error: model folder not found: /m\n")
+    assert first_job_error(tmp_path, 0.0) == "vlm-micro process-shard: error: model folder not found: /m"

@@ -1,0 +1,146 @@
+"""End-to-end runs of `vlm-micro run` through the real Snakemake workflow (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from vlm_micro.model.loading import BUILTIN_DIR, CONFIG_FILE
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Columns of images.tsv that hold timings and so differ between runs.
+TIMING_COLUMNS = ("elapsed_s",)
+
+
+@pytest.fixture(scope="module")
+def model_spec(request) -> str:
+    """The bundled demo model when it is installed, else the tiny test model."""
+    if (BUILTIN_DIR / "demo" / CONFIG_FILE).is_file():
+        return "builtin:demo"
+    return f"local-dir:{request.getfixturevalue('tiny_model_dir')}"
+
+
+@pytest.fixture(scope="module")
+def run_config(tmp_path_factory, model_spec) -> Path:
+    """A config without PDF pages and with one shard per image, to keep the run short."""
+    values = {
+        "labels": str(REPO_ROOT / "config" / "labels.yaml"),
+        "model": {"spec": model_spec, "device": "cpu"},
+        "labeling": {"text_cache": None},
+        "report": {"pdf": False},
+        "workflow": {"shard_size": 1, "threads": 1},
+    }
+    path = tmp_path_factory.mktemp("config") / "config.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
+
+
+def vlm_micro_run(images: Path, out: Path, config: Path, **popen) -> subprocess.Popen:
+    command = [sys.executable, "-m", "vlm_micro", "run", "--images", str(images), "--out", str(out),
+               "--config", str(config), "--cores", "2"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, small_images, run_config):
+    out = tmp_path_factory.mktemp("run") / "results"
+    process = vlm_micro_run(small_images, out, run_config)
+    stdout, stderr = process.communicate(timeout=900)
+    return out, process.returncode, stdout, stderr
+
+
+def read_images_tsv(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "images.tsv", sep="\t", keep_default_na=False)
+
+
+def test_run_exits_3_for_broken_file(finished_run):
+    out, returncode, stdout, stderr = finished_run
+    assert returncode == 3, stderr[-3000:]
+    assert "1 of 3 image(s) failed" in stderr
+    assert stdout.strip() == str(out / "index.html")
+
+
+def test_images_tsv_rows(finished_run):
+    out, *_ = finished_run
+    table = read_images_tsv(out)
+    assert list(table.columns[:4]) == ["image_id", "path", "status", "error"]
+    statuses = dict(zip(table["image_id"], table["status"]))
+    assert statuses.pop("broken") == "failed"
+    assert sorted(statuses.values()) == ["ok", "ok"]
+    error = table.loc[table["image_id"] == "broken", "error"].item()
+    assert "broken.tif" in error
+    assert (table.loc[table["status"] == "ok", "error"] == "").all()
+
+
+def test_reports_and_index(finished_run):
+    out, *_ = finished_run
+    table = read_images_tsv(out)
+    for image_id in table.loc[table["status"] == "ok", "image_id"]:
+        assert (out / "reports" / f"{image_id}.html").is_file()
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "reports/" in index
+    assert (out / "tables" / "tiles.parquet").is_file()
+    assert (out / "conditions.tsv").is_file()
+
+
+def test_effective_config_written(finished_run):
+    out, *_ = finished_run
+    config = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    assert config["out"] == str(out)
+    assert config["workflow"]["shard_size"] == 1
+    assert not (out / ".vlm-micro.lock").exists()
+
+
+def test_rerun_reuses_everything(finished_run, small_images, run_config):
+    out, *_ = finished_run
+    process = vlm_micro_run(small_images, out, run_config)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 3, stderr[-3000:]
+    assert "Nothing to be done" in stderr
+
+
+def test_snakemake_report(finished_run, tmp_path):
+    out, *_ = finished_run
+    report = tmp_path / "report.html"
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "workflow" / "Snakefile"),
+               "--directory", str(out), "--configfile", str(out / "logs" / "run_config.yaml"), "--report", str(report)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert report.stat().st_size > 10_000
+
+
+def test_killed_run_resumes_with_same_tables(finished_run, small_images, run_config, tmp_path):
+    reference, *_ = finished_run
+    out = tmp_path / "results"
+    process = vlm_micro_run(small_images, out, run_config, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not list((out / "status").glob("*.json")) if (out / "status").is_dir() else True:
+        assert time.monotonic() < deadline, "no image finished within 10 minutes"
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+
+    resumed = vlm_micro_run(small_images, out, run_config)
+    _, stderr = resumed.communicate(timeout=900)
+    assert resumed.returncode == 3, stderr[-3000:]
+    for path in sorted((reference / "tables" / "tiles").glob("*.parquet")):
+        pd.testing.assert_frame_equal(pd.read_parquet(out / "tables" / "tiles" / path.name), pd.read_parquet(path))
+    expected = read_images_tsv(reference).drop(columns=list(TIMING_COLUMNS))
+    actual = read_images_tsv(out).drop(columns=list(TIMING_COLUMNS))
+    assert actual["path"].tolist() == expected["path"].tolist()
+    pd.testing.assert_frame_equal(actual.drop(columns=["report"], errors="ignore"), expected.drop(columns=["report"], errors="ignore"))
+    manifests = [json.loads(p.read_text()) for p in (out / "shards").glob("*.manifest.json")]
+    assert sum(m["n_reused"] for m in manifests) >= 1

@@ -1,0 +1,150 @@
+"""process_shard on two small synthetic images and one broken file, with a tiny model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vlm_micro.config import labelling_settings, list_images, validate_config
+from vlm_micro.errors import ModelLoadError
+from vlm_micro.pipeline.shard import process_shard, write_shard_file
+
+STATUS_KEYS = {
+    "image_id", "path", "status", "error", "info", "plane", "qc", "summary", "pixel_size_um",
+    "uncalibrated", "tile_size_um", "model", "config_checksum", "vocabulary", "vlm_micro_version",
+    "started", "finished", "elapsed_s", "metadata", "n_views",
+}
+
+
+def make_config(images: Path, out: Path, model_dir: Path, labels: Path, **sections) -> dict:
+    values = {"images": str(images), "out": str(out), "labels": str(labels), "model": {"spec": f"local-dir:{model_dir}", "device": "cpu"}}
+    values["labeling"] = {"text_cache": None}
+    values.update(sections)
+    return validate_config(values, source="test")
+
+
+def run_shard(config: dict, name: str = "shard_0000") -> dict:
+    out = Path(config["out"])
+    shard_file = out / "shards" / f"{name}.images.json"
+    write_shard_file(shard_file, name, str(out), labelling_settings(config), list_images(config), str(out / "label.log"))
+    return process_shard(shard_file, out / "shards" / f"{name}.manifest.json", threads=1)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, small_images, tiny_model_dir):
+    labels = Path(__file__).resolve().parents[2] / "config" / "labels.yaml"
+    out = tmp_path_factory.mktemp("results")
+    config = make_config(small_images, out, tiny_model_dir, labels)
+    return config, run_shard(config)
+
+
+def read_status(out: Path, image_id: str) -> dict:
+    return json.loads((out / "status" / f"{image_id}.json").read_text(encoding="utf-8"))
+
+
+def test_manifest_counts(first_run):
+    _, manifest = first_run
+    assert manifest["n_images"] == 3
+    assert manifest["n_ok"] == 2
+    assert manifest["n_failed"] == 1
+    assert manifest["n_reused"] == 0
+    assert manifest["model"]["name"] == "tiny-test"
+    assert manifest["labelling_s"] > 0
+
+
+def test_manifest_written_to_declared_path(first_run):
+    config, manifest = first_run
+    on_disk = json.loads((Path(config["out"]) / "shards" / "shard_0000.manifest.json").read_text(encoding="utf-8"))
+    assert on_disk["images"] == manifest["images"]
+
+
+def test_broken_file_fails_alone(first_run):
+    config, _ = first_run
+    status = read_status(Path(config["out"]), "broken")
+    assert status["status"] == "failed"
+    assert "broken.tif" in status["error"]
+    assert "\n" not in status["error"]
+    assert not (Path(config["out"]) / "tables" / "tiles" / "broken.parquet").exists()
+
+
+def test_status_contract(first_run):
+    config, manifest = first_run
+    out = Path(config["out"])
+    for item in manifest["images"]:
+        status = read_status(out, item["image_id"])
+        assert STATUS_KEYS <= set(status)
+        assert status["vocabulary"]["classes"][0] == "lymphocyte"
+    ok = read_status(out, next(i["image_id"] for i in manifest["images"] if i["status"] == "ok"))
+    assert ok["error"] == ""
+    assert ok["pixel_size_um"] == 0.5
+    assert ok["uncalibrated"] is False
+    assert ok["tile_size_um"] == 32.0
+    assert ok["plane"]["series"] == 0
+    assert ok["n_views"] == 1
+    assert {"n_tiles", "n_skipped_background", "warnings"} <= set(ok["qc"])
+    assert ok["model"]["checksum"]
+
+
+def test_tile_table_columns(first_run):
+    config, manifest = first_run
+    out = Path(config["out"])
+    image_id = next(i["image_id"] for i in manifest["images"] if i["status"] == "ok")
+    tiles = pd.read_parquet(out / "tables" / "tiles" / f"{image_id}.parquet")
+    assert list(tiles.columns[:4]) == ["image_id", "series", "frame", "projection"]
+    for column in ("tile_id", "y", "x", "height", "width", "qc_flags", "cell_type", "cell_type_prob", "anomaly_score", "embedding"):
+        assert column in tiles.columns
+    assert (tiles["image_id"] == image_id).all()
+    assert len(tiles) == read_status(out, image_id)["qc"]["n_tiles"]
+    assert (out / "thumbs" / f"{image_id}.png").is_file()
+
+
+def test_rerun_reuses_finished_images(first_run, tmp_path):
+    config, _ = first_run
+    out = tmp_path / "copy"
+    shutil.copytree(config["out"], out)
+    moved = dict(config, out=str(out))
+    manifest = run_shard(moved)
+    assert manifest["n_reused"] == 2
+    assert manifest["n_failed"] == 1
+
+
+def test_changed_settings_relabel(first_run, tmp_path, small_images, tiny_model_dir, labels_file):
+    config, _ = first_run
+    out = tmp_path / "copy"
+    shutil.copytree(config["out"], out)
+    changed = make_config(small_images, out, tiny_model_dir, labels_file, tiling={"min_foreground": 0.2})
+    manifest = run_shard(changed)
+    assert manifest["n_reused"] == 0
+    assert manifest["n_ok"] == 2
+
+
+def test_unexpected_error_fails_one_image(tmp_path, small_images, tiny_model_dir, labels_file, monkeypatch, caplog):
+    import vlm_micro.tiling
+
+    original = vlm_micro.tiling.plan_tiles
+
+    def plan_tiles(view, *args, **kwargs):
+        if "fluorescence" in view.path:
+            raise ZeroDivisionError("division by zero")
+        return original(view, *args, **kwargs)
+
+    monkeypatch.setattr(vlm_micro.tiling, "plan_tiles", plan_tiles)
+    manifest = run_shard(make_config(small_images, tmp_path / "out", tiny_model_dir, labels_file))
+    failed = {i["image_id"]: i["error"] for i in manifest["images"] if i["status"] == "failed"}
+    (fluorescence,) = [image_id for image_id in failed if "fluorescence" in image_id]
+    assert "unexpected ZeroDivisionError: division by zero" in failed[fluorescence]
+    assert "label.log" in failed[fluorescence]
+    assert manifest["n_ok"] == 1
+    assert "Traceback" in caplog.text or any(record.exc_info for record in caplog.records)
+
+
+def test_model_load_error_fails_shard(tmp_path, small_images, tiny_model_dir, labels_file):
+    config = make_config(small_images, tmp_path / "out", tiny_model_dir, labels_file)
+    config["model"]["spec"] = f"local-dir:{tmp_path / 'gone'}"
+    with pytest.raises(ModelLoadError, match="model folder not found"):
+        run_shard(config)
+    assert not (tmp_path / "out" / "status").exists()
