@@ -21,7 +21,7 @@ BIN=$ROOT/.venv/bin
 WORK=${SLURM_TEST_DIR:-$ROOT/.cache/slurm-test}
 STATE=$WORK/slurm-state
 # srun inside a job step reads the default location only, so the configuration goes
-# there; an existing file that this script did not write is never replaced.
+# there. An existing file that this script did not write is never replaced.
 SLURM_CONF_FILE=/etc/slurm/slurm.conf
 CONF_MARKER="# Written by vlm-micro .ci/slurm.sh for a throwaway single-node test cluster."
 WROTE_CONF=0
@@ -153,6 +153,19 @@ stop_started() {
     fi
 }
 
+write_run_config() {
+    # The bundled config with shards of 4 images, so the 10 demo images make 3
+    # labelling and 3 report jobs.
+    cat >"$WORK/config.yaml" <<EOF
+sample_sheet: demo_data/images.tsv
+labels: config/labels.yaml
+workflow:
+  shard_size: 4
+  threads: 1
+  mem_mb: 2000
+EOF
+}
+
 run_demo() {
     local out=$1
     shift
@@ -161,7 +174,7 @@ run_demo() {
         model_args=(--model "$VLM_MICRO_MODEL")
     fi
     rm -rf "$out"
-    "$BIN/vlm-micro" run --sample-sheet demo_data/images.tsv --out "$out" "${model_args[@]}" "$@"
+    "$BIN/vlm-micro" run --config "$WORK/config.yaml" --out "$out" "${model_args[@]}" "$@"
 }
 
 trap stop_started EXIT
@@ -174,6 +187,7 @@ start_slurm
 
 log "writing the demo images"
 "$BIN/python" -c "from vlm_micro.pipeline.demo import write_demo_data; write_demo_data('demo_data')"
+write_run_config
 log "local run"
 run_demo "$WORK/local" --cores 2
 log "SLURM run"

@@ -13,7 +13,7 @@ Prints ``name: value`` lines, prefixed by the model (``demo.`` and ``vit_b_32.``
 Models: the bundled ``builtin:demo`` (or an untrained model of its configuration when
 it is not installed, as the output states) and an untrained ViT-B-32, the
 architecture of many published CLIP models. Each timing is the best of ``--repeats``
-runs, because other processes on a shared machine only ever slow a run down.
+runs, interleaved, because other processes on a shared machine only ever slow a run down.
 
 Usage: ``python benchmarks/labeling.py [--quick] [--threads N] [--batch-size N]``.
 """
@@ -52,10 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smaller image, one repeat, shorter naive loop")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--batch-size", type=int, default=64, help="tiles per forward pass (default: 64)")
-    parser.add_argument("--repeats", type=int, default=None, help="runs per timing, best kept (default: 2, quick: 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per timing, best kept (default: 3, quick: 1)")
     parser.add_argument("--models", default="demo,vit_b_32", help="comma-separated subset of demo,vit_b_32")
     args = parser.parse_args(argv)
-    args.repeats = args.repeats or (1 if args.quick else 2)
+    args.repeats = args.repeats or (1 if args.quick else 3)
     return args
 
 
@@ -94,14 +94,20 @@ def vit_b_32_model() -> tuple[LoadedModel, str]:
     return loaded, "untrained ViT-B-32 (open_clip.create_model, no pretrained weights)"
 
 
-def best_time(function, repeats: int):
-    """Return (best seconds, last result) over ``repeats`` calls."""
-    best, result = float("inf"), None
+def best_times(functions: dict, repeats: int) -> tuple[dict, dict]:
+    """Time each function ``repeats`` times, interleaved, and return (best seconds, last result) by name.
+
+    Interleaving exposes every function to the same background load, so the ratios
+    between them stay meaningful on a busy machine.
+    """
+    best = {name: float("inf") for name in functions}
+    results = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        for name, function in functions.items():
+            start = time.perf_counter()
+            results[name] = function()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best, results
 
 
 def end_to_end(path: Path, labeler: Labeler, tile_size_px: int, batch_size: int):
@@ -154,14 +160,20 @@ def benchmark_model(prefix: str, loaded: LoadedModel, description: str, path: Pa
     tensors = ready_tensors(path, loaded, tile_size_px)
     n_tiles = len(tensors)
     encode_all(fp32.loaded, tensors[: args.batch_size], args.batch_size)  # warm-up
-    encode_s, _ = best_time(lambda: encode_all(fp32.loaded, tensors, args.batch_size), args.repeats)
-    e2e_s, labels = best_time(lambda: end_to_end(path, fp32, tile_size_px, args.batch_size), args.repeats)
-    bf16_s, labels_bf16 = best_time(lambda: end_to_end(path, bf16, tile_size_px, args.batch_size), args.repeats)
-    limit = min(n_tiles, 16 if args.quick else 64)
-    naive_s, naive_n = best_time(lambda: naive_loop(path, loaded, fp32, tile_size_px, limit), 1)
+    limit = min(n_tiles, 16 if args.quick else 32)
+    seconds, results = best_times({
+        "encode": lambda: encode_all(fp32.loaded, tensors, args.batch_size),
+        "fp32": lambda: end_to_end(path, fp32, tile_size_px, args.batch_size),
+        "bf16": lambda: end_to_end(path, bf16, tile_size_px, args.batch_size),
+        "naive": lambda: naive_loop(path, loaded, fp32, tile_size_px, limit),
+    }, args.repeats)
+    encode_s, e2e_s, bf16_s, naive_s = seconds["encode"], seconds["fp32"], seconds["bf16"], seconds["naive"]
+    labels, labels_bf16, naive_n = results["fp32"], results["bf16"], results["naive"]
 
     e2e_rate = n_tiles / e2e_s
     agreement = float((labels["cell_type"].to_numpy() == labels_bf16["cell_type"].to_numpy()).mean())
+    probability_columns = [f"prob_{name}" for name in vocabulary.class_names]
+    probability_difference = np.abs(labels[probability_columns].to_numpy() - labels_bf16[probability_columns].to_numpy())
     lines = {
         "model": description,
         "tiles": n_tiles,
@@ -174,6 +186,9 @@ def benchmark_model(prefix: str, loaded: LoadedModel, description: str, path: Pa
         "bf16_end_to_end_tiles_per_s": n_tiles / bf16_s,
         "bf16_speedup": e2e_s / bf16_s,
         "bf16_label_agreement": agreement,
+        "bf16_max_probability_difference": float(probability_difference.max()),
+        # Agreement says little when an untrained model gives nearly every tile one class.
+        "distinct_labels_fp32": int(labels["cell_type"].nunique()),
     }
     for name, value in lines.items():
         text = f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -9,9 +9,9 @@ fresh subprocess each:
 - tiling: ``open_views``, then ``plan_tiles`` (grid of 256 px tiles at the slide's own
   pixel size, foreground detection and QC), then ``iter_tile_batches`` over all kept
   tiles, on one thread. The subprocess reports its peak resident memory.
-- read only: the ``iter_tile_batches`` part of the tiling run, which shows the cost
-  of lazy reading without the QC pass of ``plan_tiles`` (that pass reads every kept
-  tile once more to measure focus and saturation at the target pixel size).
+- read only: the ``iter_tile_batches`` part of the tiling run. It shows the cost of
+  lazy reading without the QC pass of ``plan_tiles``, which reads every kept tile once
+  more to measure focus and saturation at the target pixel size.
 
 Each measurement runs ``--repeat`` times (default 3), alternating decode and tiling,
 and the fastest run counts; the memory peak is the highest of the tiling runs.
@@ -19,7 +19,8 @@ and the fastest run counts; the memory peak is the highest of the tiling runs.
 Prints ``name: value`` lines. Headline figures: ``throughput_ratio_large`` (tiles per
 second of tiling over tiles per second of decoding; goal >= 0.5) and
 ``memory_ratio`` (peak memory of tiling the large slide over the small one; goal
-<= 1.3). ``--small`` uses 2048 and 8192 px slides for a quick check.
+<= 1.3). ``--small`` uses 2048 and 8192 px slides for a quick check. Its memory ratio
+means little, because the 2048 px slide does not fill the reader's block cache.
 """
 
 from __future__ import annotations

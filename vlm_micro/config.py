@@ -196,8 +196,8 @@ def load_config(
         example ``{"images": "data/*.tif", "out": "results/run1"}``.
     base_dir : path-like, optional
         When given, relative paths of the file's own values are resolved against it and
-        those in ``overrides`` against the current directory, so the result holds
-        absolute paths only. Without it, paths stay as written.
+        those in ``overrides`` against the current directory, so the result contains
+        only absolute paths. Without it, paths stay as written.
     check_files, check_settings : bool
         Also check that input files exist (:func:`check_config_files`) and that each
         part accepts its section (:func:`check_section_settings`).
@@ -430,9 +430,9 @@ def derive_image_ids(paths: list, reserved: tuple | list | set = ()) -> list[str
     """Derive a unique image id for each path from its file name.
 
     Names that collide (ignoring case) with each other or with ``reserved`` ids get a
-    suffix made of 8 hex digits of the SHA-1 of the path relative to the common folder of
-    all paths, so the ids do not depend on where the data lives and are the same on
-    every run with the same files.
+    suffix: 8 hex digits of the SHA-1 of the path relative to the folder common to all
+    paths. The ids therefore do not depend on where the data lives, and the same files
+    give the same ids on every run.
     """
     paths = [Path(p) for p in paths]
     bases = [safe_image_id(p.name) for p in paths]

@@ -133,8 +133,23 @@ def test_dataset_rejects_invalid_size(tmp_path):
 
 def test_cli_writes_ihc_dataset(tmp_path, capsys):
     status = main(
-        ["synth", "--out", str(tmp_path), "--n-images", "1", "--seed", "2", "--modality", "brightfield",
-         "--stain", "ihc", "--size", "128", "--anomaly-fraction", "0"]
+        [
+            "synth",
+            "--out",
+            str(tmp_path),
+            "--n-images",
+            "1",
+            "--seed",
+            "2",
+            "--modality",
+            "brightfield",
+            "--stain",
+            "ihc",
+            "--size",
+            "128",
+            "--anomaly-fraction",
+            "0",
+        ]
     )
     assert status == 0
     assert "annotations.csv" in capsys.readouterr().out

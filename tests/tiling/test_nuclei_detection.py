@@ -114,3 +114,4 @@ def test_no_nuclei_warns(rng):
     assert len(plan.tiles) == 0
     assert list(plan.cells.columns) == list(CELL_COLUMNS)
     assert any("no nuclei detected" in warning for warning in plan.qc["warnings"])
+    assert not any("minimum foreground" in warning for warning in plan.qc["warnings"])

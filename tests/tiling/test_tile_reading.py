@@ -24,9 +24,13 @@ def _plan_all(view, target, tile_size_px):
 
 
 @pytest.mark.parametrize("pixel_size_um", [0.25, 0.2, 0.125])
-def test_tile_covers_same_micrometres_at_any_pixel_size(pixel_size_um):
-    reference_view = ArrayView.from_rgb(_sinusoid_field(64.0, 0.5), pixel_size_um=0.5, modality="fluorescence")
-    finer_view = ArrayView.from_rgb(_sinusoid_field(64.0, pixel_size_um), pixel_size_um=pixel_size_um, modality="fluorescence")
+def test_tile_same_micrometres_any_scale(pixel_size_um):
+    reference_view = ArrayView.from_rgb(
+        _sinusoid_field(64.0, 0.5), pixel_size_um=0.5, modality="fluorescence"
+    )
+    finer_view = ArrayView.from_rgb(
+        _sinusoid_field(64.0, pixel_size_um), pixel_size_um=pixel_size_um, modality="fluorescence"
+    )
     reference = read_tiles(reference_view, _plan_all(reference_view, 0.5, 32).tiles, 32)
     resampled = read_tiles(finer_view, _plan_all(finer_view, 0.5, 32).tiles, 32)
     assert resampled.shape == reference.shape == (16, 32, 32, 3)

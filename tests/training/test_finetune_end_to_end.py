@@ -21,7 +21,7 @@ from vlm_micro.training.model_card import append_card_section
 def test_finetune_improves_validation_accuracy(tiny_dir, tile_dataset, vocabulary, tmp_path):
     out = tmp_path / "tuned"
     settings = FinetuneSettings(base=f"local-dir:{tiny_dir}", annotations=str(tile_dataset / "annotations.csv"),
-                                out=str(out), epochs=4, batch_size=16, learning_rate=2e-3, steps_per_epoch=6,
+                                out=str(out), epochs=4, batch_size=32, learning_rate=1e-3, steps_per_epoch=10,
                                 device="cpu", seed=0, alphas=(0.0, 0.5, 1.0))
     summary = finetune(settings, vocabulary)
 

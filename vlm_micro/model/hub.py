@@ -53,7 +53,7 @@ def offline_variable() -> str | None:
 
 
 def validate_repo_id(repo_id: str) -> str:
-    """Return ``repo_id`` if it has the form ORG/NAME; raise ModelLoadError otherwise."""
+    """Check that ``repo_id`` has the form ORG/NAME and return it; raise ModelLoadError if not."""
     parts = repo_id.split("/")
     if len(parts) != 2 or not all(part.strip() for part in parts):
         raise ModelLoadError(f"hub repository {repo_id!r} is invalid; use hf-hub:ORG/NAME, for example hf-hub:wisdomik/QuiltNet-B-32")

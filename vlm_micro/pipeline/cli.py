@@ -1,8 +1,9 @@
 """Subcommands ``run``, ``demo`` and ``process-shard``.
 
-``run`` and ``demo`` exit with 0 when every image was labelled, 3 when the run finished
-but at least one image failed (``images.tsv`` gives the reason per image) and 1 on any
-other error (invalid config, locked or read-only results folder, failed workflow).
+Exit status of ``run`` and ``demo``: 0 when every image was labelled, 3 when the run
+finished but at least one image failed (``images.tsv`` gives the reason per image). Any
+other error (invalid config, locked or read-only results folder, failed workflow)
+gives 1.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from vlm_micro.pipeline.outputs import ImageOutputs, write_json, write_parquet, 
 log = logging.getLogger(__name__)
 
 # Plane keys copied into every tile row, so tables of multi-series or time-lapse
-# files say which plane a tile comes from.
+# files record which plane a tile comes from.
 PLANE_COLUMNS = ("series", "frame", "projection")
 
 

@@ -238,7 +238,8 @@ def unlock_workdir(command: list[str], out: Path) -> None:
     log.warning("removing the snakemake lock left by the killed run in %s", out)
     completed = subprocess.run([*command, "--unlock"], cwd=out, check=False, capture_output=True, text=True)
     if completed.returncode != 0:
-        raise VlmMicroError(f"snakemake --unlock failed in {out}: {completed.stderr.strip().splitlines()[-1:]}")
+        last_line = (completed.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise VlmMicroError(f"snakemake --unlock failed in {out}: {last_line}; remove {locks} by hand if no run uses {out}")
 
 
 def first_job_error(out: Path, since: float) -> str:
@@ -269,7 +270,7 @@ def run_workflow(config: dict, *, cores: int | None = None, profile: str | None 
     Raises
     ------
     OutputError
-        When the results folder is not writable or another run holds it.
+        When the results folder is not writable or another run has locked it.
     """
     out = Path(config["out"])
     check_writable(out)

@@ -4,7 +4,7 @@ The workflow writes a shard file (JSON) per shard with the results folder, the
 labelling settings and the images; :func:`process_shard` labels the images one by one
 and writes the shard manifest last, atomically, as the job's declared output.
 
-An image whose status file says ``ok`` with the same settings checksum and path is
+An image whose status file records ``ok`` with the same settings checksum and path is
 reused without reading it again, so a rerun after a killed job only labels what is
 missing.
 """
@@ -29,7 +29,7 @@ SHARD_FILE_VERSION = 1
 
 @dataclass
 class ShardContext:
-    """What every image of a shard shares: settings, vocabulary and the model.
+    """Settings, vocabulary and model shared by every image of a shard.
 
     The model is loaded on the first call of :meth:`labeler`, so a shard whose images are
     all reused never loads it.
@@ -137,7 +137,7 @@ def shard_payload(shard_id: str, out: str, settings: dict, entries: list[ImageEn
 def write_shard_file(path: str | Path, shard_id: str, out: str, settings: dict, entries: list, log_path: str = "") -> None:
     """Write the shard file that ``vlm-micro process-shard`` reads, atomically.
 
-    ``entries`` holds :class:`ImageEntry` objects or their ``to_dict()`` form.
+    ``entries`` contains :class:`ImageEntry` objects or their ``to_dict()`` form.
     """
     entries = [entry if isinstance(entry, ImageEntry) else ImageEntry.from_dict(entry) for entry in entries]
     write_json(Path(path), shard_payload(shard_id, out, settings, entries, log_path))
@@ -193,7 +193,8 @@ def process_shard(shard_file: str | Path, manifest_path: str | Path, threads: in
     ------
     VlmMicroError
         When the shard file or the settings are invalid, the model cannot be loaded or
-        an output cannot be written. A failing image only fails its own status.
+        an output cannot be written. Any other failure of an image is written to
+        that image's status file, and the shard goes on.
     """
     payload = read_shard_file(shard_file)
     started, start = utc_now(), time.perf_counter()

@@ -4,8 +4,8 @@ Each anomaly covers one block and is strong enough to see in a 64 x 64 px tile:
 
 - ``mitotic_figure``: one or two cells become condensed chromosome plates.
 - ``apoptotic``: one to three cells shrink into dense fragments with a cleared halo.
-- ``debris``: dark and bright particles and fibres cover 20-35 % of the block.
-- ``out_of_focus``: the block is blurred with a Gaussian of sigma 2.5-3.5 px (1.25-1.75 um).
+- ``debris``: dark and bright particles and fibres cover 15-30 % of the block.
+- ``out_of_focus``: the block is blurred with a Gaussian of sigma 2-3 px (1-1.5 um).
 - ``saturation``: the block is over-exposed, so most of it is clipped at the maximum value.
 
 An anomalous block keeps its cell type.
@@ -90,7 +90,9 @@ def _choose_cells(rng, cells, members, count, block, morphologies, modality, lay
             col * block_px + rng.uniform(_INTERIOR_MARGIN_PX, block_px - _INTERIOR_MARGIN_PX),
         )
         region = layout.regions[row, col]
-        cell = make_cell(rng, 0, centre, type_index, morphologies[type_index], float(layout.region_angles[region]), modality)
+        cell = make_cell(
+            rng, 0, centre, type_index, morphologies[type_index], float(layout.region_angles[region]), modality
+        )
         cells.append(cell)
         chosen.append(cell)
     return chosen
@@ -112,11 +114,11 @@ def _drop_overlapping(cells: list[CellSpec], chosen: list[CellSpec]) -> list[Cel
 
 
 def _particle(rng, canvas: np.ndarray) -> None:
-    """Draw one irregular star-shaped particle of 2-7 px radius into ``canvas``."""
+    """Draw one irregular star-shaped particle of 2-6 px radius into ``canvas``."""
     size = canvas.shape[0]
     n_vertices = int(rng.integers(7, 13))
     angles = np.sort(rng.uniform(0.0, 2 * np.pi, n_vertices))
-    radius = rng.uniform(2.0, 7.0) * rng.uniform(0.55, 1.25, n_vertices)
+    radius = rng.uniform(2.0, 6.0) * rng.uniform(0.55, 1.25, n_vertices)
     centre = rng.uniform(0, size, 2)
     rows, cols = draw.polygon(centre[0] + radius * np.sin(angles), centre[1] + radius * np.cos(angles), canvas.shape)
     canvas[rows, cols] = np.maximum(canvas[rows, cols], rng.uniform(0.6, 1.3))
@@ -134,12 +136,15 @@ def _fibre(rng, canvas: np.ndarray) -> None:
 
 
 def paint_debris(rng, maps, row: int, col: int, block_px: int, bright_fraction: float) -> None:
-    """Cover 20-35 % of a block with particles and fibres, into ``maps.debris_dark`` and ``debris_bright``.
+    """Cover 15-30 % of a block with particles and fibres, into ``maps.debris_dark`` and ``debris_bright``.
 
     ``bright_fraction`` is the share of autofluorescent (bright) pieces; the rest absorb light.
     """
-    canvases = {"dark": np.zeros((block_px, block_px), np.float32), "bright": np.zeros((block_px, block_px), np.float32)}
-    target = rng.uniform(0.2, 0.35)
+    canvases = {
+        "dark": np.zeros((block_px, block_px), np.float32),
+        "bright": np.zeros((block_px, block_px), np.float32),
+    }
+    target = rng.uniform(0.15, 0.3)
     for _ in range(60):
         canvas = canvases["bright" if rng.random() < bright_fraction else "dark"]
         if rng.random() < 0.3:

@@ -73,15 +73,24 @@ def make_cell(
         edge = rng.uniform(2.0, 3.0)
 
     spec = CellSpec(
-        cell_id=cell_id, cy=float(centre[0]), cx=float(centre[1]), type_index=type_index,
-        shape=morphology.shape, angle=float(angle), radii=radii, dna=float(dna), edge_px=float(edge),
+        cell_id=cell_id,
+        cy=float(centre[0]),
+        cx=float(centre[1]),
+        type_index=type_index,
+        shape=morphology.shape,
+        angle=float(angle),
+        radii=radii,
+        dna=float(dna),
+        edge_px=float(edge),
         texture=(morphology.texture_fine, morphology.texture_coarse),
         # Nuclear stains show vesicular chromatin less than haematoxylin does.
         rim=morphology.rim * (0.4 if modality == "fluorescence" else 1.0),
-        harmonics=harmonics, nucleoli=_nucleoli(rng, morphology, radii[1]),
+        harmonics=harmonics,
+        nucleoli=_nucleoli(rng, morphology, radii[1]),
         cell_radius=morphology.cell_radius_px * float(np.sqrt(scale)),
         cytoplasm=morphology.cytoplasm * float(rng.uniform(0.85, 1.15)),
-        cytoplasm_hema=morphology.cytoplasm_hema, marker=morphology.marker * float(rng.uniform(0.8, 1.2)),
+        cytoplasm_hema=morphology.cytoplasm_hema,
+        marker=morphology.marker * float(rng.uniform(0.8, 1.2)),
     )
     if morphology.shape == "lobed":
         spec.parts = _lobes(rng, radii[0], radii[1])
@@ -98,14 +107,16 @@ def make_mitotic(rng: np.random.Generator, spec: CellSpec) -> CellSpec:
     very bright in fluorescence and nearly black in H&E, with ragged edges where
     chromosome arms stick out. The cell rounds up with pale cytoplasm.
     """
-    half_length = rng.uniform(7.0, 10.0)
+    half_length = rng.uniform(8.0, 11.0)
     half_width = rng.uniform(1.8, 2.6)
     if rng.random() < 0.6:
         offsets = [0.0]
     else:
         gap = rng.uniform(4.5, 6.5)
         offsets = [-gap, gap]
-    bars = np.array([[v, half_length * rng.uniform(0.85, 1.0), half_width, *rng.uniform(0, 2 * np.pi, 2)] for v in offsets])
+    bars = np.array(
+        [[v, half_length * rng.uniform(0.85, 1.0), half_width, *rng.uniform(0, 2 * np.pi, 2)] for v in offsets]
+    )
     n_arms = int(rng.integers(5, 10))
     arm_v = rng.choice(offsets, n_arms) + rng.choice([-1.0, 1.0], n_arms) * (half_width + rng.uniform(0.3, 1.4, n_arms))
     arms = np.column_stack([rng.uniform(-half_length, half_length, n_arms), arm_v, rng.uniform(0.9, 1.4, n_arms)])
@@ -124,8 +135,8 @@ def make_mitotic(rng: np.random.Generator, spec: CellSpec) -> CellSpec:
 
 def make_apoptotic(rng: np.random.Generator, spec: CellSpec) -> CellSpec:
     """Turn ``spec`` into an apoptotic cell: a shrunken, deeply eosinophilic cell body with
-    a cleared halo and 3-6 dense round nuclear fragments (apoptotic bodies)."""
-    n_fragments = int(rng.integers(3, 7))
+    a cleared halo and 4-7 dense round nuclear fragments (apoptotic bodies)."""
+    n_fragments = int(rng.integers(4, 8))
     angle = rng.uniform(0.0, 2 * np.pi, n_fragments)
     distance = rng.uniform(1.5, 6.0, n_fragments)
     radius = rng.uniform(1.5, 2.7, n_fragments)
@@ -133,7 +144,7 @@ def make_apoptotic(rng: np.random.Generator, spec: CellSpec) -> CellSpec:
     spec.parts = np.column_stack([distance * np.cos(angle), distance * np.sin(angle), radius])
     spec.radii = (6.0, 6.0)
     spec.harmonics, spec.nucleoli, spec.bars = np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 5))
-    spec.dna = float(2.4 * rng.uniform(0.9, 1.1))
+    spec.dna = float(2.8 * rng.uniform(0.9, 1.1))
     spec.edge_px, spec.texture, spec.rim = 0.7, (0.03, 0.03), 0.0
     spec.cell_radius = float(rng.uniform(7.5, 9.5))
     spec.cytoplasm, spec.cytoplasm_hema, spec.marker = 0.85, 0.0, spec.marker * 0.5

@@ -32,20 +32,31 @@ def register(subparsers) -> None:
         help="fluorescence nuclear stain, brightfield, or mixed: alternating, fluorescence first (default: mixed)",
     )
     parser.add_argument(
-        "--stain", choices=("he", "ihc"), default="he",
+        "--stain",
+        choices=("he", "ihc"),
+        default="he",
         help="brightfield stain: he (haematoxylin and eosin) or ihc (haematoxylin and DAB) (default: he)",
     )
-    parser.add_argument("--size", type=int, default=512, metavar="PX", help="image side in pixels, a multiple of 64 (default: 512)")
     parser.add_argument(
-        "--anomaly-fraction", type=float, default=0.2, metavar="P",
+        "--size", type=int, default=512, metavar="PX", help="image side in pixels, a multiple of 64 (default: 512)"
+    )
+    parser.add_argument(
+        "--anomaly-fraction",
+        type=float,
+        default=0.2,
+        metavar="P",
         help="probability that an annotated block carries an anomaly, 0 to 1 (default: 0.2)",
     )
     parser.add_argument(
-        "--labels", default=None, metavar="YAML",
+        "--labels",
+        default=None,
+        metavar="YAML",
         help="vocabulary whose cell types and anomaly kinds are drawn (default: the project's config/labels.yaml)",
     )
 
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="processes rendering in parallel (default: 1)")
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="processes rendering in parallel (default: 1)"
+    )
     parser.set_defaults(func=run_synth)
 
 

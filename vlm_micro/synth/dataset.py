@@ -35,8 +35,18 @@ from vlm_micro.synth.render import FLUORESCENCE_STAIN, MODALITIES, STAINS, rende
 log = logging.getLogger(__name__)
 
 ANNOTATION_COLUMNS = [
-    "image_path", "image_id", "y", "x", "height", "width",
-    "cell_type", "anomaly", "anomaly_kind", "modality", "stain", "seed",
+    "image_path",
+    "image_id",
+    "y",
+    "x",
+    "height",
+    "width",
+    "cell_type",
+    "anomaly",
+    "anomaly_kind",
+    "modality",
+    "stain",
+    "seed",
 ]
 MODALITY_CHOICES = ("fluorescence", "brightfield", "mixed")
 DEFAULT_LABELS = Path(__file__).resolve().parents[2] / "config" / "labels.yaml"
@@ -105,12 +115,26 @@ def write_ome_tiff(path: Path, image: np.ndarray, name: str, pixel_size_um: floa
         )
 
 
-def render_and_write(out_dir: Path, seed: int, index: int, modality: str, stain: str, size_px: int,
-                     anomaly_fraction: float, class_names, anomaly_kinds) -> pd.DataFrame:
+def render_and_write(
+    out_dir: Path,
+    seed: int,
+    index: int,
+    modality: str,
+    stain: str,
+    size_px: int,
+    anomaly_fraction: float,
+    class_names,
+    anomaly_kinds,
+) -> pd.DataFrame:
     """Render image ``index``, write its image and ground truth files, return its annotation rows."""
     rng = np.random.default_rng([seed, index])
     image, truth = render_field(
-        rng, modality, stain, size_px, class_names=class_names, anomaly_kinds=anomaly_kinds,
+        rng,
+        modality,
+        stain,
+        size_px,
+        class_names=class_names,
+        anomaly_kinds=anomaly_kinds,
         anomaly_fraction=anomaly_fraction,
     )
     image_id = image_id_for(seed, index, truth.modality, truth.stain)
@@ -202,7 +226,17 @@ def generate_dataset(
     class_names, anomaly_kinds = check_names(class_names, anomaly_kinds)
     out_dir = Path(out_dir)
     jobs = [
-        (out_dir, int(seed), index, image_modality(modality, index), stain, int(size_px), float(anomaly_fraction), class_names, anomaly_kinds)
+        (
+            out_dir,
+            int(seed),
+            index,
+            image_modality(modality, index),
+            stain,
+            int(size_px),
+            float(anomaly_fraction),
+            class_names,
+            anomaly_kinds,
+        )
         for index in range(n_images)
     ]
     try:
@@ -214,7 +248,9 @@ def generate_dataset(
             annotations.to_csv(tmp, index=False)
         write_text(out_dir / "synth.json", _manifest(jobs, modality, source, annotations))
     except OSError as exc:
-        raise OutputError(f"cannot write to {out_dir}: {exc.strerror or exc}; choose a writable folder with --out") from exc
+        raise OutputError(
+            f"cannot write to {out_dir}: {exc.strerror or exc}; choose a writable folder with --out"
+        ) from exc
     log.info("wrote %d images and %d annotated tiles to %s", n_images, len(annotations), out_dir)
     return annotations
 
@@ -253,6 +289,9 @@ def _manifest(jobs, modality: str, source, annotations: pd.DataFrame) -> str:
         "class_names": list(class_names),
         "anomaly_kinds": list(anomaly_kinds),
         "n_annotations": int(len(annotations)),
-        "image_ids": [image_id_for(seed, index, job_modality, image_stain(job_modality, stain)) for _, _, index, job_modality, *_ in jobs],
+        "image_ids": [
+            image_id_for(seed, index, job_modality, image_stain(job_modality, stain))
+            for _, _, index, job_modality, *_ in jobs
+        ],
     }
     return json.dumps(manifest, indent=2) + "\n"

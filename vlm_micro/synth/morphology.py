@@ -48,6 +48,7 @@ class Morphology:
     marker: float  # DAB density of the cytokeratin-like marker in the IHC variant
 
 
+# fmt: off
 MORPHOLOGIES: dict[str, Morphology] = {
     # Small round dense nucleus of about 7 um with a thin rim of cytoplasm, densely packed.
     "lymphocyte": Morphology(
@@ -98,6 +99,7 @@ MORPHOLOGIES: dict[str, Morphology] = {
         stroma=0.08, marker=0.6,
     ),
 }
+# fmt: on
 
 ANOMALY_KINDS = ("out_of_focus", "saturation", "debris", "mitotic_figure", "apoptotic")
 CELL_ANOMALIES = ("mitotic_figure", "apoptotic")  # drawn as abnormal cells in the block

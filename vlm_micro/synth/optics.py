@@ -82,16 +82,16 @@ def render_fluorescence(rng, maps: TissueMaps, artefacts: dict, block_px: int) -
     emission += 1.4 * maps.debris_bright
     emission *= 1.0 - 0.8 * np.clip(maps.debris_dark, 0, 1)
     emission = ndimage.gaussian_filter(emission, rng.uniform(0.7, 1.2))
-    _blur_blocks(emission, artefacts.get("out_of_focus", []), block_px, rng.uniform(2.5, 3.5))
+    _blur_blocks(emission, artefacts.get("out_of_focus", []), block_px, rng.uniform(2.0, 3.0))
 
     exposure = rng.uniform(0.75, 1.25)
     field = illumination_field(rng, emission.shape, rng.uniform(0.15, 0.35))
     photons = exposure * PHOTONS_PER_DNA * field * emission + rng.uniform(30.0, 70.0) * field
     saturated = artefacts.get("saturation", [])
-    _scale_blocks(photons, saturated, block_px, rng.uniform(6.0, 9.0, len(saturated)))
+    _scale_blocks(photons, saturated, block_px, rng.uniform(4.0, 6.0, len(saturated)))
     # Over-exposure also lifts the background of the block above the clip level in places.
     for row, col in saturated:
-        photons[block_slices(row, col, block_px)] += exposure * PHOTONS_PER_DNA * 0.6
+        photons[block_slices(row, col, block_px)] += exposure * PHOTONS_PER_DNA * 0.45
 
     counts = rng.poisson(photons).astype(np.float32)
     offset = CAMERA_OFFSET_ADU * rng.uniform(0.93, 1.07)
@@ -112,7 +112,9 @@ def stain_concentrations(rng, maps: TissueMaps, stain: str) -> dict[str, np.ndar
     debris = 1.7 * np.clip(maps.debris_dark, 0, None) + 0.35 * maps.debris_bright
     if stain == "he":
         hema = rng.uniform(0.65, 0.85) * (maps.dna + 0.45 * maps.nucleolus + maps.cytoplasm_hema * keep)
-        eosin = rng.uniform(0.75, 1.2) * ((maps.cytoplasm + maps.stroma) * keep + 0.5 * maps.membrane + 0.25 * maps.nucleolus)
+        eosin = rng.uniform(0.75, 1.2) * (
+            (maps.cytoplasm + maps.stroma) * keep + 0.5 * maps.membrane + 0.25 * maps.nucleolus
+        )
         return {"he_hematoxylin": hema, "he_eosin": eosin, "debris": debris}
     hema = rng.uniform(0.25, 0.35) * (maps.dna + 0.3 * maps.nucleolus + 0.5 * maps.cytoplasm_hema * keep)
     hema += 0.06 * (maps.stroma + 0.3 * maps.cytoplasm) * keep  # pale blue-grey counterstain of the matrix
@@ -127,7 +129,7 @@ def render_brightfield(rng, maps: TissueMaps, stain: str, artefacts: dict, block
     for name, concentration in concentrations.items():
         optical_density += concentration[..., None] * _stain_vector(rng, name)
     optical_density = ndimage.gaussian_filter(optical_density, (rng.uniform(0.6, 1.0),) * 2 + (0,))
-    _blur_blocks(optical_density, artefacts.get("out_of_focus", []), block_px, rng.uniform(2.5, 3.5))
+    _blur_blocks(optical_density, artefacts.get("out_of_focus", []), block_px, rng.uniform(2.0, 3.0))
 
     lamp = np.array([0.965, 0.955, 0.955], dtype=np.float32) * rng.uniform(0.97, 1.02, 3).astype(np.float32)
     field = illumination_field(rng, maps.dna.shape, rng.uniform(0.04, 0.1))

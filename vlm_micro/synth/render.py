@@ -100,7 +100,8 @@ def render_field(
     """
     _validate(modality, stain, size_px, anomaly_fraction)
     class_names, anomaly_kinds = check_names(
-        class_names if class_names is not None else MORPHOLOGIES, anomaly_kinds if anomaly_kinds is not None else ANOMALY_KINDS
+        class_names if class_names is not None else MORPHOLOGIES,
+        anomaly_kinds if anomaly_kinds is not None else ANOMALY_KINDS,
     )
     morphologies = [MORPHOLOGIES[name] for name in class_names]
     n_blocks = size_px // BLOCK_PX
@@ -170,7 +171,9 @@ def cell_table(labels: np.ndarray, cells, class_names) -> pd.DataFrame:
                 "anomaly_kind": cell.anomaly_kind,
             }
         )
-    return pd.DataFrame.from_records(records, columns=["cell_id", "centroid_y", "centroid_x", "cell_type", "anomaly_kind"])
+    return pd.DataFrame.from_records(
+        records, columns=["cell_id", "centroid_y", "centroid_x", "cell_type", "anomaly_kind"]
+    )
 
 
 def block_table(layout: BlockLayout, class_names, anomaly_kinds) -> pd.DataFrame:
@@ -188,4 +191,6 @@ def block_table(layout: BlockLayout, class_names, anomaly_kinds) -> pd.DataFrame
         }
         for row, col, type_index, kind_index in layout.annotated_blocks()
     ]
-    return pd.DataFrame.from_records(records, columns=["y", "x", "height", "width", "cell_type", "anomaly", "anomaly_kind"])
+    return pd.DataFrame.from_records(
+        records, columns=["y", "x", "height", "width", "cell_type", "anomaly", "anomaly_kind"]
+    )

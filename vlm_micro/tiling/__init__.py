@@ -1,7 +1,7 @@
 """Tiling: tile plans at the model's pixel size, foreground, nuclei and QC per tile.
 
 The grid placement covers the image from (0, 0) with a stride of ``tile_size_px -
-overlap_px`` target pixels and skips background tiles; the cells placement centres one
+overlap_px`` target pixels and skips background tiles. The cells placement centres one
 tile on each detected nucleus. Tile coordinates are level-0 pixels of the view, and
 tiles are resampled to the target pixel size when read.
 """

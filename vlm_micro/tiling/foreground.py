@@ -22,8 +22,10 @@ BLOCK_PX = 2048  # side of the blocks read from larger levels, in level pixels
 # Minimum contrast, in grey levels 0-255, between foreground and background. Below it
 # the image counts as empty, so a blank field does not get half its noise as foreground.
 MIN_CONTRAST = 10.0
-MIN_TISSUE_SATURATION = 0.1
-DENSE_FRACTION = 0.6  # HSV saturation that marks stained tissue in brightfield
+MIN_TISSUE_SATURATION = 0.1  # HSV saturation that marks stained tissue in brightfield
+# Above this fraction of pixels over the triangle threshold, the background is not the
+# main histogram peak (confluent cells), and Otsu's threshold is used instead.
+DENSE_FRACTION = 0.6
 
 
 def low_resolution_rgb(view, max_side: int) -> np.ndarray:
@@ -82,9 +84,9 @@ def foreground_mask(rgb: np.ndarray, modality: str) -> np.ndarray:
     rgb : (rows, columns, 3) uint8 ndarray
     modality : str
         ``"fluorescence"``: foreground is brighter than the dark background, found by
-        Otsu's threshold on the maximum over channels. ``"brightfield"``: foreground is
-        darker than the bright background (Otsu's threshold on grey) or stained (HSV
-        saturation above a threshold).
+        :func:`signal_threshold` on the maximum over channels. ``"brightfield"``:
+        foreground is darker than the bright background (Otsu's threshold on grey) or
+        stained (HSV saturation above ``MIN_TISSUE_SATURATION``).
 
     Returns
     -------

@@ -17,8 +17,9 @@ from vlm_micro.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# A pyramid level may be up to this much coarser than requested and still be chosen, so
-# a level at downsample 3.998 serves a request for 4.0 without reading level 0.
+# A pyramid level may be up to this much coarser than requested and still be chosen. So
+# a level at downsample 4 serves a request for 3.96 (a 0.505 um/px scan tiled at 2 um/px),
+# where level 0 would mean reading 16 times as many pixels.
 LEVEL_TOLERANCE = 0.02
 
 
@@ -53,13 +54,19 @@ def tile_scale(view, target_pixel_size_um: float | None, tile_size_px: int, over
     TileScale
     """
     if isinstance(tile_size_px, bool) or not isinstance(tile_size_px, (int, np.integer)) or tile_size_px < 1:
-        raise ConfigError(f"tile size: expected a positive integer number of pixels, got {tile_size_px!r}")
+        raise ConfigError(
+            f"invalid tile size {tile_size_px!r}: expected a positive integer number of pixels; "
+            "check model.tile_size_px or the model's vlm_micro.json"
+        )
     if overlap_px >= tile_size_px:
         raise ConfigError(
             f"tiling.overlap_px: {overlap_px} must be smaller than the tile size {tile_size_px} px; lower it"
         )
     if target_pixel_size_um is not None and not target_pixel_size_um > 0:
-        raise ConfigError(f"target pixel size: must be greater than 0 um/px, got {target_pixel_size_um!r}")
+        raise ConfigError(
+            f"invalid target pixel size {target_pixel_size_um!r} um/px: must be greater than 0; "
+            "check model.pixel_size_um or the model's vlm_micro.json"
+        )
 
     uncalibrated = view.pixel_size_um is None or target_pixel_size_um is None
     downsample = 1.0 if uncalibrated else float(target_pixel_size_um) / float(view.pixel_size_um)

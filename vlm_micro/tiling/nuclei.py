@@ -50,7 +50,9 @@ class _WorkScale:
     level: int  # pyramid level read for detection
 
 
-def detect_nuclei(view, settings, pixel_size_um: float | None) -> pd.DataFrame:
+def detect_nuclei(
+    view, settings, pixel_size_um: float | None, *, foreground: np.ndarray | None = None
+) -> pd.DataFrame:
     """Detect nuclei in a view.
 
     Parameters
@@ -61,6 +63,10 @@ def detect_nuclei(view, settings, pixel_size_um: float | None) -> pd.DataFrame:
         otherwise.
     pixel_size_um : float or None
         Level-0 pixel size in um/px; None for uncalibrated images.
+    foreground : (rows, columns) bool ndarray, optional
+        Low-resolution foreground mask of the whole view (see :func:`foreground_mask`),
+        used to skip empty regions of large images. When None, it is computed from the
+        view if the image is large enough to need it.
 
     Returns
     -------
@@ -80,7 +86,7 @@ def detect_nuclei(view, settings, pixel_size_um: float | None) -> pd.DataFrame:
     Images whose working-resolution side exceeds ``SINGLE_REGION_PX`` are processed in
     regions of ``REGION_PX`` working pixels with a margin, and only regions that contain
     foreground in a low-resolution mask, so memory does not grow with the image size.
-    A nucleus belongs to the region whose core holds its centroid.
+    A nucleus belongs to the region whose core contains its centroid.
     """
     cell_settings = settings.cells if isinstance(settings, TileSettings) else settings
     if not isinstance(cell_settings, CellSettings):
@@ -89,7 +95,7 @@ def detect_nuclei(view, settings, pixel_size_um: float | None) -> pd.DataFrame:
     work_rows = math.ceil(view.shape[0] / scale.downsample)
     work_cols = math.ceil(view.shape[1] / scale.downsample)
 
-    regions = list(_regions(view, (work_rows, work_cols), scale))
+    regions = list(_regions(view, (work_rows, work_cols), scale, foreground))
     threshold = _global_threshold(view, scale, [core for core, _ in regions])
     found = []
     for core, margin in regions if threshold is not None else []:
@@ -110,15 +116,15 @@ def _work_scale(view, cell_settings: CellSettings, pixel_size_um: float | None) 
     return _WorkScale(downsample, min_diameter / downsample, max_diameter / downsample, level)
 
 
-def _regions(view, work_shape: tuple[int, int], scale: _WorkScale):
+def _regions(view, work_shape: tuple[int, int], scale: _WorkScale, mask: np.ndarray | None):
     """Yield (core, margin) boxes in working pixels: core (y, x, height, width), margin in px."""
     rows, cols = work_shape
     if max(rows, cols) <= SINGLE_REGION_PX:
         yield (0, 0, rows, cols), 0
         return
     margin = int(math.ceil(2 * scale.max_diameter)) + 2
-    thumbnail = low_resolution_rgb(view, 1024)
-    mask = foreground_mask(thumbnail, view.modality)
+    if mask is None:
+        mask = foreground_mask(low_resolution_rgb(view, 1024), view.modality)
     scale_y, scale_x = mask.shape[0] / rows, mask.shape[1] / cols
     for top in range(0, rows, REGION_PX):
         for left in range(0, cols, REGION_PX):

@@ -86,7 +86,7 @@ def plan_tiles(view, settings, target_pixel_size_um: float | None, tile_size_px:
     scale = tile_scale(view, target_pixel_size_um, tile_size_px, settings.overlap_px)
     mask = foreground_mask(low_resolution_rgb(view, settings.thumbnail_px), view.modality)
     if settings.placement == "cells":
-        cells = detect_nuclei(view, settings, view.pixel_size_um)
+        cells = detect_nuclei(view, settings, view.pixel_size_um, foreground=mask)
         cells["tile_id"] = pd.array(np.arange(len(cells)), dtype="Int64")
         boxes = centred_boxes(cells["centroid_y"].to_numpy(), cells["centroid_x"].to_numpy(), scale)
         fractions = box_fractions(mask, boxes, view.shape)
@@ -140,6 +140,8 @@ def _tile_table(boxes, fractions, scale: TileScale, view, placement: str, cell_i
 
 def _measure_tile_qc(view, tiles: pd.DataFrame, scale: TileScale, settings) -> None:
     """Fill ``focus``, ``saturated_fraction`` and ``qc_flags`` of ``tiles`` in place."""
+    # NOTE: this pass reads every kept tile, and labelling reads it again later, so a
+    # whole slide is decoded twice (BENCHMARKS.md, section Tiling).
     focus = np.full(len(tiles), np.nan)
     saturated = np.full(len(tiles), np.nan)
     boxes = tiles[["y", "x", "height", "width"]].to_numpy()

@@ -104,7 +104,7 @@ def summarize_qc(tiles: pd.DataFrame, n_skipped: int, image_foreground: float, s
         "saturated_tile_fraction": saturated,
         "warnings": [],
     }
-    if len(tiles) == 0:
+    if len(tiles) == 0 and settings.placement == "grid":
         qc["warnings"].append(
             f"no tile reaches the minimum foreground fraction {settings.min_foreground:g}; "
             "lower tiling.min_foreground if the image is not empty"

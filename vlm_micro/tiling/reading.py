@@ -35,8 +35,9 @@ def resample_region(region: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     -------
     resampled : (shape[0], shape[1], 3) uint8 ndarray
         The region itself when it already has that size. An integer shrink factor on
-        both axes uses the block mean; any other factor uses Pillow's antialiased
-        bilinear resampling, whose filter support grows with the shrink factor.
+        both axes uses the block mean. Any other factor uses Pillow's bilinear
+        resampling, which is antialiased because its filter support grows with the
+        shrink factor.
     """
     rows, cols = region.shape[:2]
     out_rows, out_cols = shape

@@ -20,6 +20,8 @@ class CellSettings:
 
     min_diameter_um: float = 4.0
     max_diameter_um: float = 30.0
+    # NOTE: the pixel limits are a guess, because the magnification is unknown. They fit
+    # nuclei of 7 to 30 px, so larger nuclei at native resolution are dropped or split.
     min_diameter_px: float = 6.0  # level-0 pixels, used only for uncalibrated images
     max_diameter_px: float = 60.0
 
@@ -45,7 +47,7 @@ class CellSettings:
 
 @dataclass(frozen=True)
 class TileSettings:
-    """How tiles are placed on an image and which ones are kept.
+    """Placement of tiles on an image, and the rules for keeping and flagging them.
 
     Attributes
     ----------
@@ -61,7 +63,8 @@ class TileSettings:
         Longer side in pixels of the low-resolution view used for foreground detection.
     min_focus : float
         Tiles whose variance of the Laplacian (grey levels 0-255 squared, at target
-        scale) is below this value are flagged ``out_of_focus``.
+        scale) is below this value are flagged ``out_of_focus``. The measure grows with
+        contrast, so a sharp but faint image can fall below it.
     max_saturated_fraction : float
         Tiles with a larger fraction of clipped pixels are flagged ``saturated``.
     cells : CellSettings

@@ -14,7 +14,11 @@ rule summary:
             caption="../report/conditions.rst",
             category="Run summary",
         ),
-        tiles=out("tables/tiles.parquet"),
+        tiles=report(
+            out("tables/tiles.parquet"),
+            caption="../report/tiles.rst",
+            category="Run summary",
+        ),
         index=report(
             out("index.html"),
             caption="../report/index.rst",

@@ -1,0 +1,138 @@
+"""Workflow scale: DAG build time for many images, and workflow overhead on a real run.
+
+Prints ``name: value`` lines:
+
+- ``dag_images``, ``dag_build_s``, ``dag_jobs``: a dry run (``snakemake --dry-run``)
+  over 2,000 small images (copies of one 128 px synthetic image). The time includes
+  the Python start, the config validation, listing the images and building the DAG.
+- ``run_images``, ``run_wall_s``, ``run_labelling_s``, ``workflow_overhead_ratio``: a
+  real ``vlm-micro run`` over 50 synthetic 512 px images with the default config.
+  ``run_labelling_s`` sums the per-image labelling times (read, tile, label, write)
+  that the shard manifests record, and the ratio is the wall time of the whole run
+  (labelling, reports, summary, Snakemake and process starts) over that sum.
+
+Usage: python benchmarks/scale.py [--dag-images N] [--run-images N] [--cores N] [--model SPEC]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO_ROOT / "workflow" / "Snakefile"
+
+
+def default_model_spec(work: Path) -> str:
+    """Return builtin:demo when it is installed, else write a tiny random model and return it."""
+    from vlm_micro.model.loading import BUILTIN_DIR, CONFIG_FILE
+
+    if (BUILTIN_DIR / "demo" / CONFIG_FILE).is_file():
+        return "builtin:demo"
+    import open_clip
+    import torch
+
+    from vlm_micro.model import save_model_dir
+
+    cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {"width": 32, "layers": 1, "patch_size": 8, "image_size": 32, "head_width": 16},
+        "text_cfg": {"width": 32, "layers": 1, "context_length": 32, "heads": 2},
+    }
+    torch.manual_seed(0)
+    folder = save_model_dir(open_clip.model.CLIP(**cfg).eval(), cfg, work / "tiny-model", meta={"name": "tiny", "pixel_size_um": 0.5, "tile_size_px": 64})
+    print("note: builtin:demo is not installed; using a tiny random model", file=sys.stderr)
+    return f"local-dir:{folder}"
+
+
+def write_config(path: Path, images: Path, out: Path, model_spec: str) -> Path:
+    values = {
+        "images": str(images),
+        "sample_sheet": None,
+        "out": str(out),
+        "labels": str(REPO_ROOT / "config" / "labels.yaml"),
+        "model": {"spec": model_spec},
+    }
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
+
+
+def measure_dag(work: Path, n_images: int, model_spec: str) -> dict:
+    """Time a dry run over ``n_images`` copies of one small synthetic image."""
+    from vlm_micro.synth import generate_dataset
+
+    generate_dataset(work / "one", 1, 3, modality="fluorescence", size_px=128)
+    (source,) = (work / "one" / "images").glob("*.ome.tif")
+    images = work / "dag-images"
+    images.mkdir()
+    for index in range(n_images):
+        shutil.copyfile(source, images / f"img_{index:05d}.ome.tif")
+    config = write_config(work / "dag.yaml", images, work / "dag-out", model_spec)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--configfile", str(config),
+               "--directory", str(work), "--dry-run", "--cores", "2", "--quiet", "rules"]
+    start = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise SystemExit(f"dry run failed: {completed.stderr[-2000:]}")
+    match = re.search(r"^total\s+(\d+)", completed.stdout, flags=re.MULTILINE)
+    return {"dag_images": n_images, "dag_build_s": round(elapsed, 2), "dag_jobs": int(match.group(1)) if match else -1}
+
+
+def measure_run(work: Path, n_images: int, model_spec: str, cores: int) -> dict:
+    """Run the workflow on ``n_images`` synthetic 512 px images and compare wall and labelling time."""
+    from vlm_micro.synth import generate_dataset
+
+    generate_dataset(work / "run-data", n_images, 21, modality="mixed", size_px=512)
+    out = work / "run-out"
+    config = write_config(work / "run.yaml", work / "run-data" / "images", out, model_spec)
+    command = [sys.executable, "-m", "vlm_micro", "run", "--config", str(config), "--cores", str(cores)]
+    start = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=work)
+    wall = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise SystemExit(f"vlm-micro run failed with exit status {completed.returncode}: {completed.stderr[-2000:]}")
+    manifests = [json.loads(path.read_text(encoding="utf-8")) for path in (out / "shards").glob("*.manifest.json")]
+    labelling = sum(manifest["labelling_s"] for manifest in manifests)
+    return {
+        "run_images": n_images,
+        "run_shards": len(manifests),
+        "run_wall_s": round(wall, 1),
+        "run_labelling_s": round(labelling, 1),
+        "run_model_load_s": round(sum(manifest["model_load_s"] for manifest in manifests), 1),
+        "workflow_overhead_ratio": round(wall / labelling, 2) if labelling else float("nan"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dag-images", type=int, default=2000, help="images of the dry run (default 2000)")
+    parser.add_argument("--run-images", type=int, default=50, help="images of the real run (default 50; 0 skips it)")
+    parser.add_argument("--cores", type=int, default=2, help="snakemake --cores of the real run (default 2)")
+    parser.add_argument("--model", help="model spec (default: builtin:demo, else a tiny random model)")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory(prefix="vlm-micro-scale-") as tmp:
+        work = Path(tmp)
+        model_spec = args.model or default_model_spec(work)
+        results = measure_dag(work, args.dag_images, model_spec)
+        if args.run_images:
+            results.update(measure_run(work, args.run_images, model_spec, args.cores))
+    print(f"model: {model_spec if not model_spec.startswith('local-dir:') else 'tiny random model (local-dir)'}")
+    for name, value in results.items():
+        print(f"{name}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
