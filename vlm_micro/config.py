@@ -251,9 +251,9 @@ def check_config_files(config: dict, source: str = "config") -> None:
 
 
 def _check_model_path(spec: str, key: str, source: str) -> None:
-    if spec.startswith("builtin:"):
-        from vlm_micro.model.loading import BUILTIN_DIR, CONFIG_FILE
+    from vlm_micro.model.loading import BUILTIN_DIR, CONFIG_FILE
 
+    if spec.startswith("builtin:"):
         folder = BUILTIN_DIR / spec[len("builtin:"):]
         if not (folder / CONFIG_FILE).is_file():
             raise ConfigError(
@@ -264,7 +264,12 @@ def _check_model_path(spec: str, key: str, source: str) -> None:
         folder = Path(spec[len("local-dir:"):]).expanduser()
         if not folder.is_dir():
             raise ConfigError(f"{source}: {key} model folder not found: {folder}; fix the path in {spec!r}")
-    elif "@" in spec and not spec.startswith(("builtin:", "hf-hub:")):
+        if not (folder / CONFIG_FILE).is_file():
+            raise ConfigError(
+                f"{source}: {key} folder {folder} has no {CONFIG_FILE}, so it is not an open_clip model folder; "
+                f"fix the path in {spec!r} (a folder written by `vlm-micro finetune` or save_model_dir)"
+            )
+    elif "@" in spec and not spec.startswith("hf-hub:"):
         checkpoint = Path(spec.split("@", 1)[1]).expanduser()
         if not checkpoint.is_file():
             raise ConfigError(f"{source}: {key} checkpoint file not found: {checkpoint}; fix the path in {spec!r}")
@@ -366,8 +371,9 @@ def has_supported_extension(path: str | os.PathLike) -> bool:
 def expand_images(spec: str | os.PathLike) -> list[Path]:
     """List the image files named by a folder, a file or a glob pattern.
 
-    A folder contributes its files with a supported extension (not recursing, hidden
-    files left out). A glob contributes every regular file it matches, whatever the
+    A folder contributes its entries with a supported extension (not recursing, hidden
+    entries left out), including links and subfolders with such a name, which fail when
+    read. A glob contributes every regular file it matches, whatever the
     extension, so an unsupported file it names gets its own failed row later. ``**``
     matches folders recursively.
 
@@ -386,8 +392,11 @@ def expand_images(spec: str | os.PathLike) -> list[Path]:
         found = [Path(p) for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
         where = f"glob pattern {spec!r}"
     elif os.path.isdir(spec):
-        found = [p for p in Path(spec).iterdir() if p.is_file() and not p.name.startswith(".") and has_supported_extension(p)]
-        ignored = sum(1 for p in Path(spec).iterdir() if p.is_file() and not p.name.startswith(".")) - len(found)
+        # Entries with an image extension that are not regular files (broken links, link
+        # loops, folders, pipes) are kept, so that each gets a failed row with the reason.
+        entries = [p for p in Path(spec).iterdir() if not p.name.startswith(".")]
+        found = [p for p in entries if has_supported_extension(p)]
+        ignored = sum(1 for p in entries if p.is_file() and not has_supported_extension(p))
         if ignored:
             log.info("%s: ignoring %d file(s) without a supported extension", spec, ignored)
         where = f"folder {spec}"

@@ -55,6 +55,7 @@ def test_metrics_json_has_no_nan(tmp_path):
     metrics = {"macro_f1": float("nan"), "nested": {"value": float("inf")}, "confusion_matrix": None}
     write_evaluation(tmp_path, metrics, pd.DataFrame({"a": [1]}))
     text = (tmp_path / METRICS_FILE).read_text()
-    assert "NaN" not in text and "Infinity" not in text
+    assert "NaN" not in text
+    assert "Infinity" not in text
     assert json.loads(text)["macro_f1"] is None
     assert not (tmp_path / "confusion_matrix.png").exists()

@@ -75,6 +75,7 @@ def test_compute_metrics_on_prediction_table():
         "anomaly": {"normal_states": ["normal {}"], "kinds": [{"name": "blur", "states": ["blurry {}"]}],
                     "templates": ["{}."]},
     })
+
     table = pd.DataFrame({
         "cell_type": TRUTH + [""],
         "cell_type_pred": PREDICTED + ["a"],
@@ -86,6 +87,7 @@ def test_compute_metrics_on_prediction_table():
         "modality": ["fluorescence"] * 3 + ["brightfield"] * 4,
     })
     metrics = compute_metrics(table, vocabulary)
+
     assert metrics["n_tiles"] == 7
     assert metrics["n_cell_type_tiles"] == 6
     assert metrics["n_anomaly_tiles"] == 6

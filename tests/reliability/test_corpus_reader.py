@@ -29,7 +29,7 @@ READ_SIDE_PX = 512  # largest region read from a view, so a lazy reader stays la
 
 
 def read_everything(path: Path) -> dict:
-    """Inspect, open and read every view of ``path``; return what was seen.
+    """Inspect and open ``path`` and read the first and last views; return what was seen.
 
     Returns ``{"error": message}`` for an ImageReadError, else the shape, view count,
     pixel size and whether the first view is black.
@@ -38,7 +38,8 @@ def read_everything(path: Path) -> dict:
         info = inspect_image(path)
         views = open_views(path)
         first_black = None
-        for index, view in enumerate(views):
+        # The first views and the last one: enough to find a plane that cannot be read.
+        for index, view in enumerate(views[:3] + views[3:][-1:]):
             rows, cols = view.shape
             region = view.read_region(0, 0, min(rows, READ_SIDE_PX), min(cols, READ_SIDE_PX))
             assert region.dtype == np.uint8
@@ -136,7 +137,7 @@ def test_corpus_shell_name_runs_nothing(corpus_dir, monkeypatch):
 
 
 def _read_as_nobody(path: Path) -> dict:
-    """Read ``path`` in a forked child that switched to the user nobody; return its result."""
+    """Read ``path`` in a forked child running as the unprivileged user 65534 (``nobody``); return its result."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never returns into pytest
@@ -160,8 +161,8 @@ def _read_as_nobody(path: Path) -> dict:
 
 
 def test_corpus_unreadable_permission():
-    # Root reads any file whatever its mode, so the read runs in a child process that
-    # dropped to the user nobody; other users get the plain chmod case.
+    # Root reads any file whatever its mode, so for root the read runs in a child
+    # process without privileges. Other users get the plain chmod case.
     folder = Path(tempfile.mkdtemp(prefix="vlm-micro-perm-"))
     try:
         folder.chmod(0o755)

@@ -46,7 +46,7 @@ def add_spots(data: np.ndarray, axes: str, rng: np.random.Generator, n_spots: in
     if data.dtype == np.bool_:
         value = True
     elif data.dtype.kind == "f":
-        value = 10 * float(np.nanmax(np.abs(data))) if data.size else 1.0
+        value = min(10 * float(np.nanmax(np.abs(data))), float(np.finfo(data.dtype).max))
     else:
         value = np.iinfo(data.dtype).max
     if axes.endswith("S"):
@@ -63,11 +63,13 @@ def random_images(draw):
     rgb_unsupported = photometric == "rgb" and dtype not in (np.uint8, np.uint16)
     if rgb_unsupported or (dtype == np.bool_ and axes != "YX"):
         dtype = np.dtype("uint8")
+
     sizes = {"Y": draw(st.integers(1, 70)), "X": draw(st.integers(1, 70)), "S": 3,
              "Z": draw(st.integers(1, 4)), "C": draw(st.integers(1, 4)), "T": draw(st.integers(1, 3)),
              "Q": draw(st.integers(1, 3))}
     shape = tuple(sizes[axis] for axis in axes)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+
     if dtype == np.bool_:
         data = rng.random(shape) > 0.5
     elif dtype.kind == "f":
@@ -78,6 +80,7 @@ def random_images(draw):
         data = rng.integers(max(int(info.min), -high), high, size=shape, endpoint=True).astype(dtype)
     if draw(st.booleans()):
         add_spots(data, axes, rng, n_spots=draw(st.integers(1, 5)))
+
     nan_pattern = draw(st.sampled_from(NAN_PATTERNS)) if dtype.kind == "f" else "none"
     if nan_pattern == "random":
         data[rng.random(shape) < 0.3] = np.nan
@@ -88,6 +91,7 @@ def random_images(draw):
     elif nan_pattern == "inf":
         data[rng.random(shape) < 0.1] = np.inf
         data[rng.random(shape) < 0.1] = -np.inf
+
     pixel_size_um = draw(st.sampled_from([None, 0.1, 0.5, 0.65, 2.0]))
     return data, axes, photometric, pixel_size_um, nan_pattern
 
@@ -96,7 +100,10 @@ def write_random_tiff(path, data, axes, photometric, pixel_size_um, ome):
     kwargs = {"photometric": photometric, "metadata": {"axes": axes}}
     if ome:
         # tifffile's OME-XML writer has no float16 or bilevel pixel type.
-        data = data.astype(np.float32) if data.dtype == np.float16 else data.astype(np.uint8) if data.dtype == np.bool_ else data
+        if data.dtype == np.float16:
+            data = data.astype(np.float32)
+        elif data.dtype == np.bool_:
+            data = data.astype(np.uint8)
         kwargs["ome"] = True
         if pixel_size_um:
             kwargs["metadata"].update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)

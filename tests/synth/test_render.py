@@ -120,11 +120,14 @@ def test_zero_anomaly_fraction_gives_no_anomalies():
     assert (truth.cells.anomaly_kind == "").all()
 
 
-def test_saturation_block_is_clipped():
-    image, truth = _render(4, "fluorescence", size_px=192, anomaly_kinds=["saturation"], anomaly_fraction=1.0)
-    first = truth.blocks.iloc[0]
-    block = image[first.y : first.y + 64, first.x : first.x + 64]
-    assert np.mean(block == 65535) > 0.2
+@pytest.mark.parametrize("modality,maximum", [("fluorescence", 65535), ("brightfield", 255)])
+def test_saturation_block_is_clipped(modality, maximum):
+    image, truth = _render(
+        4, modality, size_px=192, class_names=["lymphocyte"], anomaly_kinds=["saturation"], anomaly_fraction=1.0
+    )
+    for block in truth.blocks.itertuples():
+        pixels = image[block.y : block.y + 64, block.x : block.x + 64]
+        assert np.mean(pixels == maximum) > 0.1
 
 
 def test_layout_has_background_and_tissue():

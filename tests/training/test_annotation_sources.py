@@ -185,3 +185,22 @@ def test_table_without_labels_fails(tile_dataset, vocabulary):
     frame.to_csv(tile_dataset / "unlabelled.csv", index=False)
     with pytest.raises(AnnotationError, match="no labels"):
         load_annotations(tile_dataset / "unlabelled.csv", vocabulary)
+
+
+def test_series_column_picks_plane(tile_dataset, vocabulary):
+    frame = pd.read_csv(tile_dataset / "annotations.csv").iloc[:2]
+    frame["series"] = 0
+    frame.to_csv(tile_dataset / "planes.csv", index=False)
+    table = load_annotations(tile_dataset / "planes.csv", vocabulary)
+    assert table["series"].tolist() == [0, 0]
+    tiles, _ = read_annotation_tiles(table, 64)
+    assert tiles.shape == (2, 64, 64, 3)
+
+
+def test_missing_plane_fails(tile_dataset, vocabulary):
+    frame = pd.read_csv(tile_dataset / "annotations.csv").iloc[:1]
+    frame["series"] = 3
+    frame.to_csv(tile_dataset / "planes.csv", index=False)
+    table = load_annotations(tile_dataset / "planes.csv", vocabulary)
+    with pytest.raises(AnnotationError, match="no plane with series 3"):
+        read_annotation_tiles(table, 64)

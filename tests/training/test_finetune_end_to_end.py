@@ -133,6 +133,8 @@ def test_append_card_section_replaces_same_title(tmp_path):
     append_card_section(tmp_path, "Data", "new")
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert card.count("## Benchmark") == 1
-    assert "second" in card and "first" not in card
-    assert "old" not in card and card.endswith("## Data\n\nnew\n")
+    assert "second" in card
+    assert "first" not in card
+    assert "old" not in card
+    assert card.endswith("## Data\n\nnew\n")
     assert "## Limits" in card

@@ -31,6 +31,7 @@ def many_images(tmp_path) -> Path:
     """
     model_dir = tmp_path / "model"
     model_dir.mkdir()
+    (model_dir / "open_clip_config.json").write_text("{}", encoding="utf-8")
     images = tmp_path / "images"
     images.mkdir()
     for index in range(45):
@@ -82,7 +83,7 @@ def test_shards_make_few_jobs(many_images):
     counts, _ = dry_run_jobs(many_images)
     assert counts["label_shard"] == 3
     assert counts["report_shard"] == 3
-    assert counts["shard_images"] == 3
+    assert counts["shard_image_list"] == 3
     assert counts["summary"] == 1
 
 

@@ -55,7 +55,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     table = load_annotations(annotations, vocabulary, args.include_uncorrected)
     loaded = load_model(spec, device=device)
     metrics, predictions = evaluate_model(loaded, vocabulary, table, read_settings_from(config), args.batch_size,
-                                          progress=True)
+                                          progress=True, label_settings=config.get("labeling"))
     metrics["annotations"] = str(annotations)
     path = write_evaluation(out, metrics, predictions)
     for key in ("n_tiles", "accuracy", "balanced_accuracy", "macro_f1", "anomaly_auroc", "ece"):

@@ -28,7 +28,8 @@ REPORT_FILE = "index.html"
 
 
 def evaluate_model(loaded, vocabulary: Vocabulary, table: pd.DataFrame, read_settings=None,
-                   batch_size: int = 256, progress: bool = False) -> tuple[dict, pd.DataFrame]:
+                   batch_size: int = 256, progress: bool = False, label_settings: dict | None = None,
+                   ) -> tuple[dict, pd.DataFrame]:
     """Label every annotated tile with ``loaded`` and compute metrics against the annotations.
 
     Parameters
@@ -42,6 +43,8 @@ def evaluate_model(loaded, vocabulary: Vocabulary, table: pd.DataFrame, read_set
         Tiles per forward pass.
     progress : bool
         Show a progress bar while reading tiles.
+    label_settings : dict, optional
+        The config's ``labeling`` section, passed to the labeller.
 
     Returns
     -------
@@ -55,7 +58,7 @@ def evaluate_model(loaded, vocabulary: Vocabulary, table: pd.DataFrame, read_set
 
     started = time.perf_counter()
     tiles, modalities = read_annotation_tiles(table, loaded.image_size, read_settings, progress)
-    predicted = predict_tiles(loaded, vocabulary, tiles, modalities, batch_size)
+    predicted = predict_tiles(loaded, vocabulary, tiles, modalities, batch_size, label_settings=label_settings)
     predictions = table.reset_index(drop=True).copy()
     predictions["modality"] = modalities
     predicted = predicted.rename(columns={"cell_type": "cell_type_pred", "anomaly_kind": "anomaly_kind_pred"})
@@ -82,12 +85,13 @@ def compute_metrics(predictions: pd.DataFrame, vocabulary: Vocabulary) -> dict:
     Returns
     -------
     dict
-        ``n_tiles``, ``n_cell_type_tiles``, ``n_anomaly_tiles``, ``accuracy``,
-        ``balanced_accuracy``, ``macro_f1``, ``per_class`` (precision, recall, f1,
-        support), ``labels`` and ``confusion_matrix`` (rows true), ``ece`` (15 bins),
-        ``anomaly_auroc``, ``anomaly_kind_accuracy`` (anomalous tiles of a named kind)
-        and ``per_modality`` (macro-F1 and AUROC per modality). Metrics without labels
-        are None.
+        Tile counts: ``n_tiles``, ``n_cell_type_tiles``, ``n_anomaly_tiles``. Cell
+        types: ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``per_class``
+        (precision, recall, f1, support), ``labels``, ``confusion_matrix`` (rows true)
+        and ``ece`` (15 bins). Anomalies: ``anomaly_auroc`` and
+        ``anomaly_kind_accuracy``, the share of anomalous tiles of a named kind that
+        are predicted with that kind. ``per_modality`` has macro-F1 and AUROC per
+        modality. Metrics without labels are None.
     """
     out = {"n_tiles": int(len(predictions))}
     truth = predictions["cell_type"].fillna("").astype(str)

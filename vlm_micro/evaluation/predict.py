@@ -4,10 +4,10 @@
 available, so evaluation measures exactly what the pipeline writes. Training uses
 :func:`zero_shot_scores` directly for its validation metrics, because the labeller may
 cache text embeddings by model checksum and the weights change at every step there.
-Both follow the same rules: class probabilities are a softmax over cosine similarities
-to the class prompt ensembles, times the logit scale; the anomaly score is
+Both follow the same rules. Class probabilities are a softmax over the cosine
+similarities to the class prompt ensembles, times the logit scale. The anomaly score is
 ``1 - p(normal)`` from a softmax over the normal ensemble and one ensemble per anomaly
-kind.
+kind, times the anomaly logit scale.
 """
 
 from __future__ import annotations
@@ -87,16 +87,10 @@ def zero_shot_scores(loaded, vocabulary: Vocabulary, tiles: np.ndarray, modaliti
         state_embeddings = state_ensembles(loaded, vocabulary)
         state_similarity = (image_embeddings @ state_embeddings.T).numpy() if len(tiles) else np.zeros((0, 1))
         scale = zero_shot.logit_scale(loaded)
-        anomaly_scale = anomaly_logit_scale(loaded, scale)
+        anomaly_scale = zero_shot.anomaly_logit_scale(loaded)
     finally:
         model.train(was_training)
-    return ZeroShotScores(class_similarity, state_similarity.astype(np.float32), float(scale), anomaly_scale)
-
-
-def anomaly_logit_scale(loaded, class_scale: float) -> float:
-    """Return 1 / ``anomaly_temperature`` from the model metadata, else ``class_scale``."""
-    value = loaded.meta.get("anomaly_temperature")
-    return 1.0 / float(value) if value else float(class_scale)
+    return ZeroShotScores(class_similarity, state_similarity.astype(np.float32), float(scale), float(anomaly_scale))
 
 
 def state_ensembles(loaded, vocabulary: Vocabulary) -> torch.Tensor:
@@ -107,18 +101,25 @@ def state_ensembles(loaded, vocabulary: Vocabulary) -> torch.Tensor:
 
 
 def predict_tiles(loaded, vocabulary: Vocabulary, tiles: np.ndarray, modalities: list[str],
-                  batch_size: int = 256, use_labeler: bool = True) -> pd.DataFrame:
+                  batch_size: int = 256, use_labeler: bool = True, label_settings: dict | None = None) -> pd.DataFrame:
     """Predict cell type, class probabilities and anomaly score for every tile.
+
+    Parameters
+    ----------
+    label_settings : dict, optional
+        The ``labeling`` config section for the labeller (modality, thresholds, normal
+        references); its text embedding cache is switched off here.
 
     Returns
     -------
     pandas.DataFrame
         One row per tile: ``cell_type`` (predicted), ``cell_type_prob``, ``prob_<class>``
-        for each class, ``anomaly_score`` and ``anomaly_kind`` (most likely kind,
-        whatever the score).
+        for each class, ``anomaly_score`` and ``anomaly_kind``. With the labeller,
+        ``anomaly_kind`` is '' below its anomaly threshold; without it, it is the most
+        likely kind whatever the score.
     """
     if use_labeler:
-        labeler_frame = _predict_with_labeler(loaded, vocabulary, tiles, modalities, batch_size)
+        labeler_frame = _predict_with_labeler(loaded, vocabulary, tiles, modalities, batch_size, label_settings)
         if labeler_frame is not None:
             return labeler_frame
     scores = zero_shot_scores(loaded, vocabulary, tiles, modalities, batch_size)
@@ -141,13 +142,15 @@ def scores_to_frame(scores: ZeroShotScores, vocabulary: Vocabulary) -> pd.DataFr
     return frame
 
 
-def _predict_with_labeler(loaded, vocabulary, tiles, modalities, batch_size) -> pd.DataFrame | None:
+def _predict_with_labeler(loaded, vocabulary, tiles, modalities, batch_size, label_settings) -> pd.DataFrame | None:
     """Run :meth:`Labeler.predict` per modality; None when the labeller is not installed."""
     try:
-        from vlm_micro.labeling import LabelSettings, Labeler
+        from vlm_micro.labeling.labeler import Labeler
+        from vlm_micro.labeling.settings import LabelSettings
     except ImportError:
         return None
-    labeler = Labeler(loaded, vocabulary, LabelSettings.from_dict({}))
+    settings = LabelSettings.from_dict({**(label_settings or {}), "text_cache": None})
+    labeler = Labeler(loaded, vocabulary, settings)
     modalities = np.asarray(modalities, dtype=object)
     parts = []
     for modality in sorted(set(modalities)):

@@ -12,7 +12,7 @@ from vlm_micro.errors import ConfigError
 from vlm_micro.labeling import zero_shot
 from vlm_micro.labeling.anomaly import MemoryBank, combine_scores, top_prompts, zero_shot_anomaly
 from vlm_micro.labeling.prefetch import prefetch
-from vlm_micro.labeling.scoring import cell_type_columns
+from vlm_micro.labeling.scoring import cell_type_arrays
 from vlm_micro.labeling.settings import LabelSettings
 from vlm_micro.labeling.text import TextEmbeddings, cached_text_embeddings
 from vlm_micro.labeling.vocabulary import Vocabulary
@@ -151,14 +151,16 @@ class Labeler:
         text = self.text_embeddings(self.modality_for(modality))
         probabilities = zero_shot.class_probabilities(torch.from_numpy(embeddings), torch.from_numpy(text.classes),
                                                       self.class_scale)
-        frame = cell_type_columns(probabilities, text.class_names, self.settings.uncertain_probability,
-                                  self.settings.uncertain_margin)
-        anomaly = self._anomaly_columns(embeddings, text)
-        frame = pd.concat([frame, anomaly], axis=1)
-        frame["embedding"] = list(embeddings)
-        return frame
+        columns = cell_type_arrays(probabilities, text.class_names, self.settings.uncertain_probability,
+                                   self.settings.uncertain_margin)
+        columns.update(self._anomaly_arrays(embeddings, text))
+        embedding_column = np.empty(len(embeddings), dtype=object)
+        embedding_column[:] = list(embeddings)
+        columns["embedding"] = embedding_column
+        # One DataFrame from a dict of arrays: adding columns one by one costs more than the scoring.
+        return pd.DataFrame(columns)
 
-    def _anomaly_columns(self, embeddings: np.ndarray, text: TextEmbeddings) -> pd.DataFrame:
+    def _anomaly_arrays(self, embeddings: np.ndarray, text: TextEmbeddings) -> dict[str, np.ndarray]:
         zero, kind_probabilities = zero_shot_anomaly(embeddings, text.normal, text.kinds, self.anomaly_scale)
         bank = self._memory_bank
         few = bank.scores(embeddings) if bank is not None else None
@@ -167,16 +169,16 @@ class Labeler:
         best = np.argmax(kind_probabilities, axis=1) if len(embeddings) else np.zeros(0, dtype=int)
         kinds = np.asarray(text.kind_names, dtype=object)
         best_probability = kind_probabilities[np.arange(len(best)), best] if len(best) else np.zeros(0)
-        return pd.DataFrame({
+        return {
             "anomaly_score": score,
             "anomaly_zero_shot": zero,
             "anomaly_few_shot": few if few is not None else np.full(len(embeddings), np.nan),
-            "anomaly_kind": np.where(anomalous, kinds[best] if len(best) else best, ""),
+            "anomaly_kind": np.where(anomalous, kinds[best] if len(best) else best, "").astype(object),
             "anomaly_kind_prob": np.where(anomalous, best_probability, np.nan),
             "is_anomalous": anomalous,
-            "top_anomaly_prompts": top_prompts(embeddings, text.anomaly_prompt_embeddings, text.anomaly_prompts,
-                                               TOP_ANOMALY_PROMPTS),
-        })
+            "top_anomaly_prompts": np.array(top_prompts(embeddings, text.anomaly_prompt_embeddings, text.anomaly_prompts,
+                                                        TOP_ANOMALY_PROMPTS), dtype=object),
+        }
 
     def label_view(self, view, tiles_df: pd.DataFrame, tile_size_px: int, batch_size: int | None = None) -> pd.DataFrame:
         """Label every tile of a tile table, reading the next batches while the model runs.
@@ -209,18 +211,17 @@ class Labeler:
             for positions, tiles in iter_tile_batches(view, tiles_df, tile_size_px, batch_size):
                 yield positions, zero_shot.tiles_to_tensor(tiles, self.loaded.image_size, self.loaded.mean, self.loaded.std)
 
-        frames = []
+        # Embeddings are collected and scored once per view, because building a pandas table
+        # per batch has a fixed cost that is noticeable next to a small model.
+        embeddings = None
+        covered = np.zeros(len(tiles_df), dtype=np.int64)
         for positions, batch in prefetch(prepared(), PREFETCH_DEPTH):
-            frame = self.score_embeddings(zero_shot.encode_batch(self.loaded, batch).numpy(), modality)
-            frame.index = positions
-            frames.append(frame)
-        return _in_table_order(frames, tiles_df)
-
-
-def _in_table_order(frames: list[pd.DataFrame], tiles_df: pd.DataFrame) -> pd.DataFrame:
-    result = pd.concat(frames).sort_index()
-    expected = np.arange(len(tiles_df))
-    if len(result) != len(tiles_df) or not np.array_equal(result.index.to_numpy(), expected):
-        raise RuntimeError(f"tile batches covered {len(result)} rows of a table with {len(tiles_df)}; each row must come exactly once")
-    result.index = tiles_df.index
-    return result
+            batch_embeddings = zero_shot.encode_batch(self.loaded, batch).numpy()
+            if embeddings is None:
+                embeddings = np.zeros((len(tiles_df), batch_embeddings.shape[1]), dtype=np.float32)
+            embeddings[positions] = batch_embeddings
+            covered[positions] += 1
+        if embeddings is None or not np.all(covered == 1):
+            raise RuntimeError(f"tile batches covered {int((covered == 1).sum())} of {len(tiles_df)} rows exactly once; "
+                               f"iter_tile_batches must yield every row exactly once")
+        return self.score_embeddings(embeddings, modality).set_axis(tiles_df.index)

@@ -25,6 +25,12 @@ def cell_type_columns(probabilities: np.ndarray, class_names: list[str], uncerta
     (``"a:0.91;b:0.05;c:0.02"``), cell_type_margin, uncertain and ``prob_<class>``
     for each class.
     """
+    return pd.DataFrame(cell_type_arrays(probabilities, class_names, uncertain_probability, uncertain_margin))
+
+
+def cell_type_arrays(probabilities: np.ndarray, class_names: list[str], uncertain_probability: float,
+                     uncertain_margin: float) -> dict[str, np.ndarray]:
+    """Return the columns of :func:`cell_type_columns` as a dict of arrays, in column order."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     n, n_classes = probabilities.shape
     order = np.argsort(-probabilities, axis=1, kind="stable")
@@ -37,13 +43,13 @@ def cell_type_columns(probabilities: np.ndarray, class_names: list[str], uncerta
         for row in range(n)
     ]
     margin = top1 - top2
-    frame = pd.DataFrame({
+    columns = {
         "cell_type": names[order[:, 0]] if n else np.array([], dtype=object),
         "cell_type_prob": top1,
-        "cell_type_top3": top3,
+        "cell_type_top3": np.array(top3, dtype=object),
         "cell_type_margin": margin,
         "uncertain": (top1 < uncertain_probability) | (margin < uncertain_margin),
-    })
+    }
     for index, name in enumerate(class_names):
-        frame[f"prob_{name}"] = probabilities[:, index]
-    return frame
+        columns[f"prob_{name}"] = probabilities[:, index]
+    return columns

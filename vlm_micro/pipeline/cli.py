@@ -44,6 +44,7 @@ def register(subparsers) -> None:
     )
     demo.add_argument("--out", default="results", help="results folder (default: results)")
     demo.add_argument("--data", default="demo_data", help="folder for the demo images and sample sheet (default: demo_data)")
+    demo.add_argument("--model", help="model spec (default: the bundled builtin:demo)")
     _add_workflow_arguments(demo)
     demo.set_defaults(func=handle_demo)
 
@@ -97,6 +98,8 @@ def handle_demo(args) -> int:
     sheet = write_demo_data(Path(args.data))
     print(f"demo images and sample sheet written to {Path(args.data) / 'images'} and {sheet}", file=sys.stderr)
     overrides = {"sample_sheet": str(sheet.resolve()), "out": str(Path(args.out).resolve())}
+    if args.model:
+        overrides["model"] = {"spec": args.model}
     config = load_config(None, overrides, base_dir=REPO_ROOT)
     return _run_and_report(config, args)
 

@@ -59,8 +59,12 @@ def check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{uuid.uuid4().hex}"
-        probe.write_bytes(b"0" * 4096)
-        probe.unlink()
+        try:
+            probe.write_bytes(b"0" * 4096)
+        finally:
+            # A full disk fails the write after the file was created; remove it either way.
+            with contextlib.suppress(FileNotFoundError):
+                probe.unlink()
     except OSError as exc:
         raise OutputError(f"results folder {out} is not writable: {exc.strerror or exc}; choose another --out or fix its permissions") from exc
 

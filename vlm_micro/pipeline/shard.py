@@ -4,9 +4,9 @@ The workflow writes a shard file (JSON) per shard with the results folder, the
 labelling settings and the images; :func:`process_shard` labels the images one by one
 and writes the shard manifest last, atomically, as the job's declared output.
 
-An image whose status file records ``ok`` with the same settings checksum and path is
-reused without reading it again, so a rerun after a killed job only labels what is
-missing.
+An image whose status file records ``ok`` with the same settings checksum, path and
+model weights checksum is reused without reading it again, so a rerun after a killed
+job only labels what is missing.
 """
 
 from __future__ import annotations
@@ -156,13 +156,34 @@ def read_shard_file(path: str | Path) -> dict:
     return payload
 
 
-def reusable_status(out: Path, entry: ImageEntry, checksum: str) -> dict | None:
-    """Return the status of an image finished earlier with the same settings, else None."""
+def weights_checksum(spec: str) -> str | None:
+    """Return the SHA-256 of a model's weights file without loading it.
+
+    This is the checksum that loading the model records. Returns None for specs
+    whose weights file cannot be found without loading (hf-hub) or that are invalid.
+    """
+    from vlm_micro.model.loading import BUILTIN_DIR, FOLDER_WEIGHTS_FILES, file_sha256
+
+    if spec.startswith(("builtin:", "local-dir:")):
+        name = spec.split(":", 1)[1]
+        folder = BUILTIN_DIR / name if spec.startswith("builtin:") else Path(name).expanduser()
+        weights = next((folder / f for f in FOLDER_WEIGHTS_FILES if (folder / f).is_file()), None)
+    elif "@" in spec and not spec.startswith("hf-hub:"):
+        weights = Path(spec.split("@", 1)[1]).expanduser()
+    else:
+        weights = None
+    return file_sha256(weights) if weights is not None and weights.is_file() else None
+
+
+def reusable_status(out: Path, entry: ImageEntry, checksum: str, model_checksum: str | None = None) -> dict | None:
+    """Return the status of an image finished earlier with the same settings and model, else None."""
     outputs = ImageOutputs(out, entry.image_id)
     status = read_json(outputs.status)
     if not status or status.get("status") != "ok":
         return None
     if status.get("config_checksum") != checksum or status.get("path") != entry.path:
+        return None
+    if model_checksum is not None and (status.get("model") or {}).get("checksum") != model_checksum:
         return None
     if not (outputs.tiles.is_file() and outputs.thumbnail.is_file()):
         return None
@@ -199,9 +220,10 @@ def process_shard(shard_file: str | Path, manifest_path: str | Path, threads: in
     payload = read_shard_file(shard_file)
     started, start = utc_now(), time.perf_counter()
     context = ShardContext.from_settings(payload["out"], payload["settings"], threads, payload.get("log", ""))
+    model_checksum = weights_checksum(context.settings["model"]["spec"])
     images = []
     for entry in (ImageEntry.from_dict(item) for item in payload["images"]):
-        status = reusable_status(context.out, entry, context.checksum)
+        status = reusable_status(context.out, entry, context.checksum, model_checksum)
         reused = status is not None
         if reused:
             log.info("image %s: reusing the result of an earlier run", entry.image_id)

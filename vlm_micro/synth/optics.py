@@ -23,9 +23,9 @@ from vlm_micro.synth.tissue import TissueMaps, noise_field
 
 log = logging.getLogger(__name__)
 
-# OD vectors (R, G, B) per unit concentration. Haematoxylin and eosin of H&E after
-# Macenko et al., "A method for normalizing histology slides" (ISBI 2009), reference
-# matrix; haematoxylin and DAB of IHC as in scikit-image's skimage.color.hed_from_rgb.
+# OD vectors (R, G, B) per unit concentration. H&E: the reference matrix HERef of the
+# Macenko stain normaliser in torchstain. IHC: the haematoxylin and DAB rows of
+# skimage.color.rgb_from_hed (scikit-image 0.26).
 STAIN_VECTORS = {
     "he_hematoxylin": (0.5626, 0.7201, 0.4062),
     "he_eosin": (0.2159, 0.8012, 0.5581),
@@ -71,6 +71,18 @@ def _scale_blocks(image: np.ndarray, blocks, block_px: int, gains) -> None:
         image[block_slices(row, col, block_px)] *= gain
 
 
+def _overexpose_block(rng, block: np.ndarray, clip_photons: float) -> None:
+    """Over-expose a block of photon counts in place, so its nuclei clip and its background rises.
+
+    The gain puts the 99th percentile of the block at 1.6-2.4 times the clip level, so the
+    bright parts of its nuclei end up at the maximum value. Stray light adds 15-25 % of the
+    clip level everywhere in the block.
+    """
+    gain = rng.uniform(1.6, 2.4) * clip_photons / max(float(np.percentile(block, 99.0)), 1.0)
+    block *= float(np.clip(gain, 1.0, 20.0))
+    block += rng.uniform(0.15, 0.25) * clip_photons
+
+
 def render_fluorescence(rng, maps: TissueMaps, artefacts: dict, block_px: int) -> np.ndarray:
     """Render a single-channel nuclear stain image, (rows, columns) uint16.
 
@@ -87,11 +99,9 @@ def render_fluorescence(rng, maps: TissueMaps, artefacts: dict, block_px: int) -
     exposure = rng.uniform(0.75, 1.25)
     field = illumination_field(rng, emission.shape, rng.uniform(0.15, 0.35))
     photons = exposure * PHOTONS_PER_DNA * field * emission + rng.uniform(30.0, 70.0) * field
-    saturated = artefacts.get("saturation", [])
-    _scale_blocks(photons, saturated, block_px, rng.uniform(4.0, 6.0, len(saturated)))
-    # Over-exposure also lifts the background of the block above the clip level in places.
-    for row, col in saturated:
-        photons[block_slices(row, col, block_px)] += exposure * PHOTONS_PER_DNA * 0.45
+    clip_photons = (UINT16_MAX - CAMERA_OFFSET_ADU) / ADU_PER_PHOTON
+    for row, col in artefacts.get("saturation", []):
+        _overexpose_block(rng, photons[block_slices(row, col, block_px)], clip_photons)
 
     counts = rng.poisson(photons).astype(np.float32)
     offset = CAMERA_OFFSET_ADU * rng.uniform(0.93, 1.07)
@@ -135,7 +145,7 @@ def render_brightfield(rng, maps: TissueMaps, stain: str, artefacts: dict, block
     field = illumination_field(rng, maps.dna.shape, rng.uniform(0.04, 0.1))
     transmitted = lamp * field[..., None] * np.power(10.0, -optical_density, dtype=np.float32)
     saturated = artefacts.get("saturation", [])
-    _scale_blocks(transmitted, saturated, block_px, rng.uniform(1.7, 2.3, len(saturated)))
+    _scale_blocks(transmitted, saturated, block_px, rng.uniform(1.5, 2.0, len(saturated)))
 
     transmitted += rng.normal(0.0, 0.012, transmitted.shape).astype(np.float32)
     return np.clip(np.round(transmitted * 255.0), 0, 255).astype(np.uint8)

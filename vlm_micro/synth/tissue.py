@@ -192,7 +192,7 @@ def paint_stroma(rng, maps: TissueMaps, layout: BlockLayout, morphologies, body:
     pixel_types = layout.to_pixels(layout.types)
     pixel_regions = layout.to_pixels(layout.regions)
     levels = np.array([m.stroma for m in morphologies] + [0.0], dtype=np.float32)
-    level = levels[pixel_types]  # BACKGROUND (-1) picks the trailing 0
+    level = levels[pixel_types]  # index BACKGROUND (-1) selects the trailing 0
     texture = np.clip(0.8 + 0.25 * noise_field(rng, pixel_types.shape, 5.0), 0.3, None)
     canvases = None
     for region in np.unique(layout.regions[layout.types != BACKGROUND]):

@@ -12,7 +12,9 @@ Three sources are accepted:
   filled in a spreadsheet.
 
 The standard table has one row per tile and the columns of :data:`COLUMNS`. Regions are
-level-0 pixels; a missing region (``<NA>``) means the whole image.
+level-0 pixels; a missing region (``<NA>``) means the whole image. ``series`` and
+``frame`` pick the plane of a multi-series or time-lapse file, as a run's tile table
+records them. ``<NA>`` there means the first plane that the reader settings select.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from vlm_micro.labeling.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("image_path", "image_id", "y", "x", "height", "width", "cell_type", "anomaly", "anomaly_kind", "modality")
+COLUMNS = ("image_path", "image_id", "y", "x", "height", "width", "cell_type", "anomaly", "anomaly_kind", "modality",
+           "series", "frame")
 REGION_COLUMNS = ("y", "x", "height", "width")
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".svs", ".bmp")
 NORMAL_LABELS = ("normal", "none")  # anomaly labels that mean "no anomaly"
@@ -99,6 +102,8 @@ def _standardise(table: pd.DataFrame, path: Path, vocabulary: Vocabulary, includ
     for column in REGION_COLUMNS:
         out[column] = _region_column(table, column, path)
     out["modality"] = _text_column(table, "modality", default="")
+    for column in ("series", "frame"):
+        out[column] = _region_column(table, column, path, positive=False)
 
     cell_type, anomaly, anomaly_kind = _labels(table, path, vocabulary, is_run_table, include_uncorrected)
     out["cell_type"] = cell_type
@@ -158,7 +163,7 @@ def _paths_from_image_list(table: pd.DataFrame, path: Path) -> list[str]:
     raise AnnotationError(f"{path} has no image_path column and no images.tsv beside it; add an image_path column")
 
 
-def _region_column(table: pd.DataFrame, column: str, path: Path) -> pd.Series:
+def _region_column(table: pd.DataFrame, column: str, path: Path, positive: bool = True) -> pd.Series:
     if column not in table.columns:
         return pd.Series(pd.NA, index=table.index, dtype="Int64")
     raw = table[column].astype(object).where(table[column].notna(), "").map(lambda v: str(v).strip())
@@ -167,7 +172,7 @@ def _region_column(table: pd.DataFrame, column: str, path: Path) -> pd.Series:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise AnnotationError(f"{path}: column {column!r} has {raw.iloc[row]!r} in data row {row + 1}; use whole pixels")
-    if column in ("height", "width") and (numbers <= 0).any():
+    if positive and column in ("height", "width") and (numbers <= 0).any():
         row = int(np.flatnonzero((numbers <= 0).to_numpy())[0])
         raise AnnotationError(f"{path}: column {column!r} is {numbers.iloc[row]} in data row {row + 1}; it must be positive")
     return numbers.round().astype("Int64")
@@ -223,7 +228,10 @@ def _original_anomaly(table, path, kind_lookup):
     kinds = _text_column(table, "anomaly_kind", "")
     anomaly = pd.Series(pd.NA, index=range(n), dtype="Int64")
     anomaly_kind = pd.Series([""] * n, dtype=object)
-    flag_column = "anomaly" if "anomaly" in table.columns else "is_anomalous" if "is_anomalous" in table.columns else None
+    flag_column = None
+    for candidate in ("anomaly", "is_anomalous"):
+        if flag_column is None and candidate in table.columns:
+            flag_column = candidate
     flags = _text_column(table, flag_column, "") if flag_column else None
     for row in range(n):
         kind = kinds.iloc[row]
@@ -306,7 +314,7 @@ def _load_class_folders(folder: Path, vocabulary: Vocabulary) -> pd.DataFrame:
     if not rows:
         raise AnnotationError(f"{folder} has no annotations.csv and no image files in label subfolders (DIR/<label>/*.png)")
     out = pd.DataFrame(rows)
-    for column in REGION_COLUMNS:
+    for column in REGION_COLUMNS + ("series", "frame"):
         out[column] = pd.Series(pd.NA, index=out.index, dtype="Int64")
     out["anomaly"] = out["anomaly"].astype("Int64")
     log.info("read %d images from %d label folders in %s", len(out), out["image_id"].str.split("/").str[0].nunique(), folder)

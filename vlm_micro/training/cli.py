@@ -49,10 +49,12 @@ def register(subparsers) -> None:
         ),
     )
     demo.add_argument("--out", metavar="DIR", required=True, help="model folder to write, e.g. vlm_micro/models/demo")
-    demo.add_argument("--seed", type=int, default=None, help="seed of the synthetic training data and the training")
-    demo.add_argument("--n-images", type=int, default=None, help="synthetic training images")
-    demo.add_argument("--epochs", type=int, default=None, help="maximum training epochs")
-    demo.add_argument("--eval-seed", type=int, default=None, help="seed of the held-out evaluation images")
+    demo.add_argument("--seed", type=int, default=None,
+                      help="seed of the synthetic training data and the training (default: 1000)")
+    demo.add_argument("--n-images", type=int, default=None, help="synthetic training images (default: 160)")
+    demo.add_argument("--epochs", type=int, default=None, help="maximum training epochs (default: 12)")
+    demo.add_argument("--eval-seed", type=int, default=None, help="seed of the held-out evaluation images (default: 7)")
+    demo.add_argument("--eval-images", type=int, default=None, help="held-out evaluation images (default: 40)")
     demo.add_argument("--work-dir", metavar="DIR", default=None,
                       help="folder for synthetic data and checkpoints (default: .cache/train-demo)")
     demo.add_argument("--labels", metavar="FILE", help="vocabulary (default: config/labels.yaml)")
@@ -101,8 +103,12 @@ def run_finetune(args: argparse.Namespace) -> int:
         "device": args.device, "val_fraction": args.val_fraction,
     }
     section.update({key: value for key, value in overrides.items() if value is not None})
-    section.update(lock_image=args.lock_image, lock_text=args.lock_text,
-                   include_uncorrected=args.include_uncorrected, resume=not args.no_resume)
+    # Flags switch a setting on (resume: off); without the flag the config's value stays.
+    for flag in ("lock_image", "lock_text", "include_uncorrected"):
+        if getattr(args, flag):
+            section[flag] = True
+    if args.no_resume:
+        section["resume"] = False
     settings = FinetuneSettings.from_dict(section)
     summary = finetune(settings, load_labels(args.labels, config), read_settings_from(config), progress=True)
     after, before = summary["validation_after"], summary["validation_before"]
@@ -120,7 +126,7 @@ def run_train_demo(args: argparse.Namespace) -> int:
 
     _show_training_log()
     overrides = {"seed": args.seed, "n_images": args.n_images, "epochs": args.epochs,
-                 "eval_seed": args.eval_seed, "work_dir": args.work_dir}
+                 "eval_seed": args.eval_seed, "eval_images": args.eval_images, "work_dir": args.work_dir}
     settings = DemoSettings.from_dict({key: value for key, value in overrides.items() if value is not None})
     meta = train_demo(args.out, settings, load_labels(args.labels, {}), progress=True)
     print(f"model: {Path(args.out).resolve()}")

@@ -94,7 +94,7 @@ class TrainSettings:
 
 @dataclass
 class TrainResult:
-    """Outcome of :func:`train_contrastive`; the model holds the best weights afterwards."""
+    """Outcome of :func:`train_contrastive`, after which the model has the best weights."""
 
     best_epoch: int  # 0-based epoch whose weights were kept
     best_score: float
@@ -119,7 +119,7 @@ def multi_positive_clip_loss(image_features: torch.Tensor, text_features: torch.
     Notes
     -----
     The targets are uniform over the positives of each row (image to text) and each
-    column (text to image); with exactly one positive per row and column this is the
+    column (text to image). With exactly one positive per row and column this is the
     ordinary CLIP loss. Several tiles of one class in a batch share a caption group, and
     one-hot targets would push them apart.
     """

@@ -68,8 +68,10 @@ def split_by_image(image_ids, class_index, val_fraction: float, seed: int) -> tu
 
     Images are grouped by their most frequent cell type, and about ``val_fraction`` of
     the images of each group (at least one when the group has two or more images) go
-    to validation, so every common class is validated even when each image holds one
-    class. No image contributes tiles to both sets.
+    to validation, so every common class is validated even when each image shows one
+    class. Random whole images are added when that leaves validation with less than
+    two thirds of ``val_fraction`` of the tiles. No image contributes tiles to both
+    sets, and at least one image is left for training.
 
     Returns
     -------
@@ -99,8 +101,14 @@ def split_by_image(image_ids, class_index, val_fraction: float, seed: int) -> tu
         n_val = max(1, int(round(val_fraction * len(members))))
         n_val = min(n_val, len(members) - 1)
         val_images.update(rng.permutation(np.array(members, dtype=object))[:n_val].tolist())
-    if not val_images:
-        val_images.add(images[int(rng.integers(len(images)))])
+    # Groups of one image contribute nothing above, so random whole images are added
+    # until validation has at least two thirds of its share of the tiles.
+    tiles_per_image = frame["image_id"].value_counts()
+    for image_id in rng.permutation(np.array(images, dtype=object)):
+        enough = tiles_per_image[list(val_images)].sum() >= (2 / 3) * val_fraction * len(image_ids) if val_images else False
+        if enough or len(val_images) >= len(images) - 1:
+            break
+        val_images.add(image_id)
     is_val = np.array([image_id in val_images for image_id in image_ids])
     log.info("split by image: %d training images (%d tiles), %d validation images (%d tiles)",
              len(images) - len(val_images), int((~is_val).sum()), len(val_images), int(is_val.sum()))

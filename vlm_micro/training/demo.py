@@ -1,9 +1,9 @@
 """Train the bundled demo model from scratch on synthetic microscopy.
 
 No pretrained open_clip weights can be downloaded where this project is built, so the
-demo model is a small CLIP trained here: :data:`DEMO_MODEL_CFG` (a 4-layer ViT on 64 px
+demo model is a small CLIP trained here. :data:`DEMO_MODEL_CFG` (a 4-layer ViT on 64 px
 tiles and a 2-layer text transformer) learns from synthetic tiles of ``vlm-micro synth``
-with captions from ``config/labels.yaml``, through the same contrastive training code
+with captions from ``config/labels.yaml``. It is trained by the same contrastive code
 that ``vlm-micro finetune`` uses. The model is then calibrated on validation images,
 written as an open_clip ``local-dir:`` folder, and evaluated on held-out synthetic images
 rendered from a seed that training never uses; the card reports those numbers.
@@ -35,11 +35,11 @@ PIXEL_SIZE_UM = 0.5  # synthetic images are rendered at 0.5 um/px
 TILE_SIZE_PX = 64  # one synthetic annotation block, 32 um across
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-# A token embedding of 49408 x 64 in float32 is 12.6 MB, the largest part of the model;
-# a text width of 128 would double it and push the folder past 30 MB.
+# A token embedding of 49408 x 64 in float32 is 12.6 MB, the largest part of the model.
+# A text width of 128 would double it and push the folder towards the 30 MB limit.
 DEMO_MODEL_CFG = {
     "embed_dim": 128,
-    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 192, "layers": 4, "head_width": 32, "mlp_ratio": 2.0},
+    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 128, "layers": 4, "head_width": 32, "mlp_ratio": 2.0},
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
 DEMO_PREPROCESS = {"size": 64, "mean": list(OPENAI_MEAN), "std": list(OPENAI_STD),

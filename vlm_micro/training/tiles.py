@@ -1,10 +1,11 @@
 """Read annotated tiles through the same reader path as the pipeline.
 
-Each image is opened with :func:`vlm_micro.io.open_views` (first selected plane), each
-annotated region is read with ``ImageView.read_region`` and, when its size differs from
-the model input, resized with :func:`vlm_micro.labeling.zero_shot.tiles_to_tensor`, the
-function that prepares tiles for the model at labelling time. So a model is trained and
-evaluated on the pixels the pipeline gives it.
+Each image is opened with :func:`vlm_micro.io.open_views`, and the plane named by the
+row's ``series`` and ``frame`` is used (else the first one the reader settings select).
+Each annotated region is read with ``ImageView.read_region``. When its size differs from
+the model input, it is resized with :func:`vlm_micro.labeling.zero_shot.tiles_to_tensor`,
+the function that prepares tiles for the model at labelling time. So a model is trained
+and evaluated on the pixels the pipeline gives it.
 """
 
 from __future__ import annotations
@@ -60,14 +61,30 @@ def read_annotation_tiles(table: pd.DataFrame, tile_size: int, read_settings=Non
     groups = table.groupby("image_path", sort=False)
     for image_path, rows in tqdm(groups, total=groups.ngroups, desc="reading tiles", unit="image", disable=not progress):
         try:
-            view = open_views(image_path, settings)[0]
+            views = open_views(image_path, settings)
         except ImageReadError as exc:
             raise AnnotationError(f"cannot read annotated image {image_path}: {exc}") from exc
         for label, row in rows.iterrows():
             k = positions[label]
+            view = view_for_row(views, row, image_path)
             tiles[k] = read_tile(view, row, tile_size)
             modalities[k] = str(row.get("modality") or "") or view.modality
     return tiles, modalities
+
+
+def view_for_row(views: list, row, image_path: str):
+    """Return the view whose plane matches the row's ``series`` and ``frame`` (the first when unset)."""
+    wanted = {key: row.get(key) for key in ("series", "frame") if key in row and not pd.isna(row.get(key))}
+    if not wanted:
+        return views[0]
+    for view in views:
+        if all(view.plane.get(key) == int(value) for key, value in wanted.items()):
+            return view
+    planes = ", ".join(f"series {v.plane.get('series')} frame {v.plane.get('frame')}" for v in views)
+    raise AnnotationError(
+        f"{image_path}: no plane with {', '.join(f'{k} {int(v)}' for k, v in wanted.items())} among the planes read "
+        f"({planes}); check the read settings (series, frames) or the annotation row"
+    )
 
 
 def read_tile(view, row, tile_size: int) -> np.ndarray:

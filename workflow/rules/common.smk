@@ -17,7 +17,11 @@ from vlm_micro.config import (
 )
 from vlm_micro.pipeline.shard import write_shard_file
 
-config.update(validate_config(config, source="workflow config"))
+config.update(
+    validate_config(
+        config, source=", ".join(map(str, workflow.configfiles)) or "config"
+    )
+)
 
 OUT = config["out"]
 SETTINGS = labelling_settings(config)

@@ -14,7 +14,7 @@ rule effective_config:
 # The image list and labelling settings of one shard, as the JSON file that
 # `vlm-micro process-shard` reads. It is rewritten when the images of the shard or
 # the labelling settings change, which makes the shard run again.
-rule shard_images:
+rule shard_image_list:
     output:
         out("shards/{shard}.images.json"),
     log:

@@ -1,4 +1,6 @@
 # Run-level tables and the index page that links every report.
+# NOTE: `vlm-micro summarize` lists every status file in the results folder, so images
+# of an earlier run on the same folder with another image list are included too.
 rule summary:
     input:
         reports=expand(out("shards/{shard}.reports.json"), shard=SHARDS),
