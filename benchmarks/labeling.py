@@ -97,8 +97,10 @@ def vit_b_32_model() -> tuple[LoadedModel, str]:
 def best_times(functions: dict, repeats: int) -> tuple[dict, dict]:
     """Time each function ``repeats`` times, interleaved, and return (best seconds, last result) by name.
 
-    Interleaving exposes every function to the same background load, so the ratios
-    between them stay meaningful on a busy machine.
+    Interleaving exposes every function to the same background load.
+    NOTE: on a machine with more runnable threads than cores, the scheduler gives the
+    end-to-end run, which has an extra prefetch thread, a larger share of the cores, so
+    its ratio to the encode-only run comes out too high.
     """
     best = {name: float("inf") for name in functions}
     results = {}

@@ -50,7 +50,7 @@ def many_images(tmp_path) -> Path:
 
 
 def dry_run_jobs(config: Path, *extra: str) -> tuple[dict, str]:
-    completed = run_snakemake("--configfile", str(config), "--dry-run", "--cores", "2", "--quiet", "rules", *extra)
+    completed = run_snakemake(*extra, "--configfile", str(config), "--dry-run", "--cores", "2", "--quiet", "rules")
     assert completed.returncode == 0, completed.stderr[-3000:]
     counts = {}
     for line in completed.stdout.splitlines():
@@ -74,7 +74,7 @@ def test_snakefmt_check_passes():
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
-def test_snakefile_holds_includes_and_all_only():
+def test_snakefile_has_only_rule_all():
     rules = [line for line in SNAKEFILE.read_text(encoding="utf-8").splitlines() if line.startswith("rule ")]
     assert rules == ["rule all:"]
 
@@ -87,7 +87,7 @@ def test_shards_make_few_jobs(many_images):
     assert counts["summary"] == 1
 
 
-def test_label_resources_grow_and_ask_gpu(many_images, tmp_path):
+def test_label_resources_and_gpu_request(many_images, tmp_path):
     completed = run_snakemake(
         "--configfile", str(many_images), "--dry-run", "--cores", "2", "--printshellcmds",
         "--forcerun", "label_shard", "--until", "label_shard",
@@ -97,6 +97,25 @@ def test_label_resources_grow_and_ask_gpu(many_images, tmp_path):
     assert "gpu=1" in text
     assert "mem_mb=1000" in text
     assert "runtime=10" in text
+
+
+def test_finetune_target_needs_annotations(many_images):
+    completed = run_snakemake("--configfile", str(many_images), "--dry-run", "--cores", "1", "finetune")
+    assert completed.returncode != 0
+    assert "finetune.annotations is not set" in completed.stdout + completed.stderr
+
+
+def test_optional_targets_dry_run(many_images, tmp_path):
+    annotations = tmp_path / "annotations.csv"
+    annotations.write_text("image_path,image_id,y,x,height,width,cell_type\n", encoding="utf-8")
+    config = yaml.safe_load(many_images.read_text(encoding="utf-8"))
+    config["finetune"] = {"annotations": str(annotations), "out": str(tmp_path / "finetuned"), "device": "cuda"}
+    config["evaluate"] = {"annotations": str(annotations), "out": str(tmp_path / "evaluation")}
+    many_images.write_text(yaml.safe_dump(config), encoding="utf-8")
+    counts, text = dry_run_jobs(many_images, "finetune", "evaluate")
+    assert counts["finetune"] == 1
+    assert counts["evaluate"] == 1
+    assert "label_shard" not in counts
 
 
 def test_invalid_config_fails_before_any_job(many_images):

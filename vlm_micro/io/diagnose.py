@@ -66,8 +66,9 @@ def file_kind(path: str | os.PathLike) -> str:
     Raises
     ------
     ImageReadError
-        For a missing, empty or unreadable file, a directory, or a file whose header
-        matches no supported format.
+        For a missing, empty or unreadable file, a broken or looping symbolic link, a
+        directory, a named pipe or device, or a file whose header matches no supported
+        format.
     """
     path = Path(path)
     if not path.exists():

@@ -76,7 +76,21 @@ def _process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed snakemake whose parent died too stays a zombie until init reaps it, which
+    # a container without an init process never does; a zombie runs nothing.
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Return True when ``pid`` has exited but was not reaped yet (read from Linux's /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    # The state letter follows the command name, which is in parentheses and may contain spaces.
+    state = stat[stat.rfind(")") + 2:stat.rfind(")") + 3]
+    return state == "Z"
 
 
 def _read_lock(path: Path) -> dict:

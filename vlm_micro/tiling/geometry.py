@@ -155,3 +155,29 @@ def valid_window(box, shape: tuple[int, int], tile_size_px: int) -> tuple[slice,
     left = math.ceil((max(x, 0) - x) / width * tile_size_px)
     right = math.floor((min(x + width, cols) - x) / width * tile_size_px)
     return slice(top, max(top, bottom)), slice(left, max(left, right))
+
+
+def valid_windows(boxes: np.ndarray, shape: tuple[int, int], tile_size_px: int) -> np.ndarray:
+    """Return :func:`valid_window` of many boxes at once.
+
+    Parameters
+    ----------
+    boxes : (n, 4) int ndarray
+        (y, x, height, width) in level-0 pixels.
+    shape : (rows, columns)
+        Level-0 image shape.
+    tile_size_px : int
+
+    Returns
+    -------
+    windows : (n, 4) int64 ndarray
+        (top, bottom, left, right) of the part of each resampled tile inside the image.
+    """
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    y, x, height, width = boxes.T
+    rows, cols = shape
+    top = np.ceil((np.maximum(y, 0) - y) / height * tile_size_px).astype(np.int64)
+    bottom = np.floor((np.minimum(y + height, rows) - y) / height * tile_size_px).astype(np.int64)
+    left = np.ceil((np.maximum(x, 0) - x) / width * tile_size_px).astype(np.int64)
+    right = np.floor((np.minimum(x + width, cols) - x) / width * tile_size_px).astype(np.int64)
+    return np.stack([top, np.maximum(top, bottom), left, np.maximum(left, right)], axis=1)

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from vlm_micro.tiling.foreground import box_fractions, foreground_mask, low_resolution_rgb
-from vlm_micro.tiling.geometry import TileScale, centred_boxes, grid_boxes, is_edge, tile_scale, valid_window
+from vlm_micro.tiling.geometry import TileScale, centred_boxes, grid_boxes, is_edge, tile_scale
 from vlm_micro.tiling.nuclei import detect_nuclei
-from vlm_micro.tiling.qc import focus_measure, qc_flags, saturated_fraction, summarize_qc
+from vlm_micro.tiling.qc import TileQCAccumulator, qc_flags, summarize_qc
 from vlm_micro.tiling.reading import iter_tile_batches
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ class TilePlan:
     qc: dict
 
 
-def plan_tiles(view, settings, target_pixel_size_um: float | None, tile_size_px: int) -> TilePlan:
+def plan_tiles(view, settings, target_pixel_size_um: float | None, tile_size_px: int,
+               measure_qc: bool = True) -> TilePlan:
     """Place tiles on a view at the model's pixel size and measure their QC.
 
     Parameters
@@ -66,6 +67,11 @@ def plan_tiles(view, settings, target_pixel_size_um: float | None, tile_size_px:
     tile_size_px : int
         Tile side at the target pixel size; one tile covers ``tile_size_px *
         target_pixel_size_um`` micrometres whatever the scanner.
+    measure_qc : bool
+        Read every kept tile to measure ``focus`` and ``saturated_fraction``. With
+        False the tiles are not read: these columns stay NaN, ``qc_flags`` holds only
+        ``edge``, and the caller can fill the QC during its own read pass with
+        :class:`TileQCAccumulator` and :func:`apply_tile_qc`.
 
     Returns
     -------
@@ -82,6 +88,8 @@ def plan_tiles(view, settings, target_pixel_size_um: float | None, tile_size_px:
     Grid tiles below ``settings.min_foreground`` are skipped and counted. Cell tiles
     are never skipped because each is centred on a detected nucleus. Reading is lazy:
     foreground comes from a low-resolution view and QC reads tiles in batches.
+    Measuring QC reads every kept tile, so for a whole slide it costs about as much as
+    the labelling read itself.
     """
     scale = tile_scale(view, target_pixel_size_um, tile_size_px, settings.overlap_px)
     mask = foreground_mask(low_resolution_rgb(view, settings.thumbnail_px), view.modality)
@@ -99,7 +107,11 @@ def plan_tiles(view, settings, target_pixel_size_um: float | None, tile_size_px:
         boxes, fractions, n_skipped = boxes[keep], fractions[keep], int((~keep).sum())
 
     tiles = _tile_table(boxes, fractions, scale, view, settings.placement, cell_ids)
-    _measure_tile_qc(view, tiles, scale, settings)
+    accumulator = TileQCAccumulator(view, tiles, scale.tile_size_px)
+    if measure_qc:
+        for positions, batch in iter_tile_batches(view, tiles, scale.tile_size_px, QC_BATCH_SIZE):
+            accumulator.add(positions, batch)
+    _set_qc_columns(tiles, accumulator.focus, accumulator.saturated_fraction, settings)
     qc = summarize_qc(tiles, n_skipped, float(mask.mean()) if mask.size else 0.0, settings)
     qc.update(_scale_summary(view, scale, target_pixel_size_um, settings.placement))
     qc["warnings"].extend(_scale_warnings(view, scale, target_pixel_size_um))
@@ -138,23 +150,45 @@ def _tile_table(boxes, fractions, scale: TileScale, view, placement: str, cell_i
     return tiles[list(TILE_COLUMNS)]
 
 
-def _measure_tile_qc(view, tiles: pd.DataFrame, scale: TileScale, settings) -> None:
+def _set_qc_columns(tiles: pd.DataFrame, focus: np.ndarray, saturated: np.ndarray, settings) -> None:
     """Fill ``focus``, ``saturated_fraction`` and ``qc_flags`` of ``tiles`` in place."""
-    # NOTE: this pass reads every kept tile, and labelling reads it again later, so a
-    # whole slide is decoded twice (BENCHMARKS.md, section Tiling).
-    focus = np.full(len(tiles), np.nan)
-    saturated = np.full(len(tiles), np.nan)
-    boxes = tiles[["y", "x", "height", "width"]].to_numpy()
-    for positions, batch in iter_tile_batches(view, tiles, scale.tile_size_px, QC_BATCH_SIZE):
-        for position, tile in zip(positions, batch):
-            rows, cols = valid_window(boxes[position], view.shape, scale.tile_size_px)
-            inside = tile[rows, cols]
-            focus[position] = focus_measure(inside)
-            saturated[position] = saturated_fraction(inside, view.modality)
-    tiles["focus"] = focus
-    tiles["saturated_fraction"] = saturated
+    tiles["focus"] = np.asarray(focus, dtype=np.float64)
+    tiles["saturated_fraction"] = np.asarray(saturated, dtype=np.float64)
     flags = qc_flags(focus, saturated, tiles["is_edge"].to_numpy(), settings.min_focus, settings.max_saturated_fraction)
     tiles["qc_flags"] = pd.Series(flags, index=tiles.index, dtype=object)
+
+
+def apply_tile_qc(plan: TilePlan, focus: np.ndarray, saturated_fraction: np.ndarray, settings) -> None:
+    """Set the QC of a plan's tiles, measured outside :func:`plan_tiles`, and update its summary.
+
+    Parameters
+    ----------
+    plan : TilePlan
+        Plan from :func:`plan_tiles`, usually with ``measure_qc=False``; changed in place.
+    focus, saturated_fraction : (n,) float ndarray
+        One value per row of ``plan.tiles``, for example from
+        :class:`TileQCAccumulator`.
+    settings : TileSettings
+        The settings the plan was made with (QC thresholds).
+
+    Notes
+    -----
+    ``qc_flags`` and the QC keys of ``plan.qc`` (``mean_focus``, ``saturated_fraction``,
+    ``out_of_focus_fraction``, ``saturated_tile_fraction`` and the QC warnings) are
+    recomputed. Warnings about the pixel size and the nuclei are kept.
+    """
+    focus = np.asarray(focus, dtype=np.float64)
+    saturated_fraction = np.asarray(saturated_fraction, dtype=np.float64)
+    if focus.shape != (len(plan.tiles),) or saturated_fraction.shape != (len(plan.tiles),):
+        raise ValueError(f"expected one focus and one saturated fraction per tile ({len(plan.tiles)}), "
+                         f"got shapes {focus.shape} and {saturated_fraction.shape}")
+    n_skipped, image_foreground = plan.qc["n_skipped_background"], plan.qc["foreground_fraction"]
+    previous = summarize_qc(plan.tiles, n_skipped, image_foreground, settings)["warnings"]
+    _set_qc_columns(plan.tiles, focus, saturated_fraction, settings)
+    summary = summarize_qc(plan.tiles, n_skipped, image_foreground, settings)
+    other_warnings = [warning for warning in plan.qc["warnings"] if warning not in previous]
+    plan.qc.update(summary)
+    plan.qc["warnings"] = summary["warnings"] + other_warnings
 
 
 def _scale_summary(view, scale: TileScale, target_pixel_size_um, placement: str) -> dict:

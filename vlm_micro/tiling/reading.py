@@ -82,13 +82,58 @@ def read_tiles(view, tiles_df: pd.DataFrame, tile_size_px: int, rows=None) -> np
     Returns
     -------
     tiles : (n, tile_size_px, tile_size_px, 3) uint8 ndarray
+
+    Notes
+    -----
+    Tiles that follow each other in the table on one row of the same level, touching
+    or overlapping, are read with one :meth:`~vlm_micro.io.view.ImageView.read_region`
+    call per run of at most :data:`MAX_RUN_PIXELS` pixels, and then cut apart. Grid
+    plans list tiles row by row, so most tiles of a batch share a few calls. The
+    pixels are the same as reading each tile on its own.
     """
     table = tiles_df if rows is None else tiles_df.iloc[np.asarray(rows, dtype=np.int64)]
     boxes = table[["y", "x", "height", "width", "level"]].to_numpy(dtype=np.int64)
     out = np.empty((len(boxes), tile_size_px, tile_size_px, 3), dtype=np.uint8)
-    for index, (y, x, height, width, level) in enumerate(boxes):
-        out[index] = read_box(view, y, x, height, width, level, (tile_size_px, tile_size_px))
+    shape = (tile_size_px, tile_size_px)
+    for level, level_y, level_height, run in _row_runs(view, boxes):
+        run_x = run[0][1]
+        run_width = max(x + width for _, x, width in run) - run_x
+        region = view.read_region(level_y, run_x, level_height, run_width, level)
+        for index, x, width in run:
+            out[index] = resample_region(region[:, x - run_x : x - run_x + width], shape)
     return out
+
+
+# Maximum pixels of one region read that serves several tiles of a row.
+MAX_RUN_PIXELS = 1 << 22
+
+
+def _row_runs(view, boxes: np.ndarray):
+    """Group tiles into runs that one region read covers.
+
+    Yields ``(level, y, height, run)`` in pixels of the level, where ``run`` lists
+    ``(index in boxes, x, width)`` of consecutive tiles with the same level, ``y`` and
+    size, each starting at or before the end of the previous one and to its right.
+    """
+    run, key, run_x, run_end = [], None, 0, 0
+    for index, (y, x, height, width, level) in enumerate(boxes):
+        downsample = view.levels[level].downsample
+        level_y, level_x, level_height, level_width = level_box(y, x, height, width, downsample)
+        tile_key = (int(level), level_y, level_height, level_width)
+        extends = (
+            tile_key == key
+            and run_x <= level_x <= run_end
+            and (max(run_end, level_x + level_width) - run_x) * level_height <= MAX_RUN_PIXELS
+        )
+        if run and not extends:
+            yield key[0], key[1], key[2], run
+            run = []
+        if not run:
+            key, run_x, run_end = tile_key, level_x, level_x
+        run.append((index, level_x, level_width))
+        run_end = max(run_end, level_x + level_width)
+    if run:
+        yield key[0], key[1], key[2], run
 
 
 def iter_tile_batches(
