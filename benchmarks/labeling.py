@@ -189,7 +189,7 @@ def benchmark_model(prefix: str, loaded: LoadedModel, description: str, path: Pa
         "bf16_speedup": e2e_s / bf16_s,
         "bf16_label_agreement": agreement,
         "bf16_max_probability_difference": float(probability_difference.max()),
-        # Agreement says little when an untrained model gives nearly every tile one class.
+        # Agreement means little when an untrained model gives nearly every tile one class.
         "distinct_labels_fp32": int(labels["cell_type"].nunique()),
     }
     for name, value in lines.items():

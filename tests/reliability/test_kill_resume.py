@@ -67,7 +67,7 @@ def assert_finished_work_kept(out: Path, finished_before: dict, phase: str) -> N
 
 
 def test_killed_twice_resumes_same_tables(tmp_path, synthetic_images, resume_config, reference_run):
-    # One results folder sees two kills: the first run dies in labelling, the rerun dies
+    # Two kills hit one results folder: the first run dies in labelling, the rerun dies
     # in reporting, and a third run finishes. Chaining the kills saves one full run.
     out = tmp_path / "results"
     _, after_labelling_kill = kill_when_file_appears(

@@ -156,7 +156,7 @@ class Renderer:
     def render(self, raw: np.ndarray) -> np.ndarray:
         """Render a raw (rows, columns, C) plane as (rows, columns, 3) uint8."""
         if self.mode == "rgb":
-            rgb = raw[..., :3]
+            rgb = raw if raw.shape[-1] == 3 else raw[..., :3]
             return rgb if rgb.dtype == np.uint8 else _to_uint8(rgb)
         if self.mode == "rgb-normalised":
             return _to_uint8(normalize(raw[..., :3], self.limits[:3]) * 255.0)

@@ -204,6 +204,10 @@ class FetchedRegion:
         Missing pages and tiles read as the page's NoData value (0 when it has none),
         as in tifffile's zarr store.
         """
+        whole_tile = self._whole_tile()
+        return whole_tile if whole_tile is not None else self._assemble()
+
+    def _assemble(self) -> np.ndarray:
         level = self.level
         out = np.empty((*self.shape, level.samples * len(self.pages)), dtype=level.dtype)
         for page_number, (page, encoded) in enumerate(self.pages):
@@ -224,6 +228,22 @@ class FetchedRegion:
                     else:
                         target[...] = part
         return out
+
+    def _whole_tile(self) -> np.ndarray | None:
+        """Return the decoded tile itself when the region is exactly one whole tile of one page."""
+        level = self.level
+        if len(self.pages) != 1 or len(self.row_spans) != 1 or len(self.col_spans) != 1:
+            return None
+        row_span, col_span = self.row_spans[0], self.col_spans[0]
+        for span, side in ((row_span, level.tile_shape[0]), (col_span, level.tile_shape[1])):
+            if span.inside.start != 0 or span.inside.stop != side or (span.inside.step or 1) != 1:
+                return None
+        page, encoded = self.pages[0]
+        index = row_span.tile * level.tiles_across + col_span.tile
+        tile = _decode_tile(level, page, index, encoded[index])
+        if tile is None or tile.shape[:2] != level.tile_shape or tile.dtype != level.dtype:
+            return self._assemble()  # missing or unusual tile: decoded again, padded
+        return tile
 
 
 def _decode_tile(level: TiledLevel, page, index: int, data: bytes | None) -> np.ndarray | None:

@@ -68,7 +68,12 @@ class ImageView(ABC):
 
     @abstractmethod
     def _read(self, y: int, x: int, height: int, width: int, level: int) -> np.ndarray:
-        """Read an in-bounds region of ``level`` as an (height, width, 3) uint8 array."""
+        """Read an in-bounds region of ``level`` as an (height, width, 3) uint8 array.
+
+        Pixels shared with a cache or an in-memory image are returned as a view. An
+        array that owns its data must be referenced nowhere else, because
+        :meth:`read_region` returns it without a copy.
+        """
 
     def read_region(self, y: int, x: int, height: int, width: int, level: int = 0) -> np.ndarray:
         """Read a region of a pyramid level as RGB uint8.
@@ -90,6 +95,11 @@ class ImageView(ABC):
         if height <= 0 or width <= 0:
             raise ValueError(f"region size must be positive, got {height} x {width}")
         rows, cols = self.levels[level].shape
+        if y >= 0 and x >= 0 and y + height <= rows and x + width <= cols:
+            region = self._read(y, x, height, width, level)
+            if region.flags.owndata and region.flags.writeable and region.flags.c_contiguous:
+                return region
+            return region.copy()
         out = np.full((height, width, 3), self.pad_value, dtype=np.uint8)
         y0, x0 = max(y, 0), max(x, 0)
         y1, x1 = min(y + height, rows), min(x + width, cols)

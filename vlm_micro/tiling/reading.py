@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -137,9 +138,23 @@ def _row_runs(view, boxes: np.ndarray):
 
 
 def iter_tile_batches(
-    view, tiles_df: pd.DataFrame, tile_size_px: int, batch_size: int
+    view, tiles_df: pd.DataFrame, tile_size_px: int, batch_size: int, *, read_ahead: bool = True
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Read the tiles of a tile table in batches, holding one batch in memory at a time.
+    """Read the tiles of a tile table in batches.
+
+    Parameters
+    ----------
+    view : ImageView
+    tiles_df : DataFrame
+        Tile table as :func:`read_tiles` takes it.
+    tile_size_px : int
+        Tile side at the target pixel size.
+    batch_size : int
+        Maximum tiles per batch.
+    read_ahead : bool
+        Read the next batch in a background thread while the caller works on the
+        current one, so that at most two batches are in memory. False reads each batch
+        when it is requested and holds one batch at a time.
 
     Yields
     ------
@@ -150,6 +165,22 @@ def iter_tile_batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    for start in range(0, len(tiles_df), batch_size):
+    starts = list(range(0, len(tiles_df), batch_size))
+
+    def read(start: int) -> tuple[np.ndarray, np.ndarray]:
         positions = np.arange(start, min(start + batch_size, len(tiles_df)), dtype=np.int64)
-        yield positions, read_tiles(view, tiles_df, tile_size_px, rows=positions)
+        return positions, read_tiles(view, tiles_df, tile_size_px, rows=positions)
+
+    if not read_ahead or len(starts) < 2:
+        for start in starts:
+            yield read(start)
+        return
+    # Leaving the with block (also when the caller stops early) waits for the batch
+    # being read, so no thread outlives the generator.
+    with ThreadPoolExecutor(1, thread_name_prefix="vlm-micro-tiles") as executor:
+        pending = executor.submit(read, starts[0])
+        for next_start in starts[1:] + [None]:
+            batch = pending.result()
+            if next_start is not None:
+                pending = executor.submit(read, next_start)
+            yield batch
