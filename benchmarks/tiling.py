@@ -6,21 +6,28 @@ tile by tile so that generation needs bounded memory. Then, for each slide and i
 fresh subprocess each:
 
 - decode: tifffile decodes every level-0 tile of the file on one thread;
-- tiling: ``open_views``, then ``plan_tiles`` (grid of 256 px tiles at the slide's own
-  pixel size, foreground detection and QC), then ``iter_tile_batches`` over all kept
-  tiles, on one thread. The subprocess reports its peak resident memory.
-- read only: the ``iter_tile_batches`` part of the tiling run. It shows the cost of
-  lazy reading without the QC pass of ``plan_tiles``, which reads every kept tile once
-  more to measure focus and saturation at the target pixel size.
+- single pass (the pipeline's path): ``open_views``, ``plan_tiles(measure_qc=False)``
+  (grid of 256 px tiles at the slide's own pixel size and foreground detection), then
+  ``iter_tile_batches`` over all kept tiles, measuring focus and saturation of each
+  batch with ``TileQCAccumulator`` (``measure_tile_qc``) and ``apply_tile_qc``. The
+  subprocess reports its peak resident memory.
+- two passes (for reference): ``plan_tiles`` with its default QC pass, which reads
+  every kept tile, then ``iter_tile_batches`` over all kept tiles again.
 
-Each measurement runs ``--repeat`` times (default 3), alternating decode and tiling,
-and the fastest run counts; the memory peak is the highest of the tiling runs.
+The library's default threads are used: ``iter_tile_batches`` reads the next batch in
+a background thread and the reader decodes the tiles of a region in two threads.
 
-Prints ``name: value`` lines. Headline figures: ``throughput_ratio_large`` (tiles per
-second of tiling over tiles per second of decoding; goal >= 0.5) and
-``memory_ratio`` (peak memory of tiling the large slide over the small one; goal
-<= 1.3). ``--small`` uses 2048 and 8192 px slides for a quick check. Its memory ratio
-means little, because the 2048 px slide does not fill the reader's block cache.
+Each measurement runs ``--repeat`` times (default 3), alternating the three kinds of
+run, and the fastest run counts; the memory peak is the highest of the single-pass
+runs.
+
+Prints ``name: value`` lines. Headline figures: ``throughput_ratio_small`` and
+``throughput_ratio_large`` (kept tiles per second of the single pass over tiles per
+second of decoding; goal >= 0.5) and ``memory_ratio`` (peak memory of the single pass
+over the large slide over the small one; goal <= 1.3). ``cpu_ratio_*`` compares CPU
+time (all threads) instead of wall time, which depends less on other load of the
+machine. ``--small`` uses 2048 and 8192 px slides for a quick check. Its memory ratio
+means little, because the Python stack dominates the memory of both.
 """
 
 from __future__ import annotations
@@ -117,18 +124,22 @@ def measure_decode(path: str) -> dict:
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         next(iter(page.segments(maxworkers=1)))  # imports the JPEG codec before timing
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         count = 0
         for segment in page.segments(maxworkers=1):
             count += segment[0] is not None
-        elapsed = time.perf_counter() - start
-    return {"tiles": count, "seconds": elapsed}
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return {"tiles": count, "seconds": elapsed, "cpu_seconds": cpu}
 
 
-def measure_tiling(path: str) -> dict:
-    """Plan and read every kept tile through the pipeline; report time and peak memory."""
+def measure_tiling(path: str, single_pass: bool) -> dict:
+    """Plan and read every kept tile through the pipeline; report time and peak memory.
+
+    With ``single_pass``, QC is measured on the batches of the read pass, as the
+    pipeline does; otherwise ``plan_tiles`` reads every tile once more for QC.
+    """
     from vlm_micro.io import ReadSettings, open_views
-    from vlm_micro.tiling import TileSettings, iter_tile_batches, plan_tiles
+    from vlm_micro.tiling import TileQCAccumulator, TileSettings, apply_tile_qc, iter_tile_batches, plan_tiles
 
     # Warm-up on a small slide of the same kind, so the lazy imports of scikit-image,
     # scipy, zarr and the JPEG codec are not timed.
@@ -140,14 +151,20 @@ def measure_tiling(path: str) -> dict:
         for _ in iter_tile_batches(view, plan.tiles, TILE_PX, BATCH_SIZE):
             pass
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    settings = TileSettings.from_dict({})
     view = open_views(path, ReadSettings.from_dict({}))[0]
-    plan = plan_tiles(view, TileSettings.from_dict({}), view.pixel_size_um, TILE_PX)
+    plan = plan_tiles(view, settings, view.pixel_size_um, TILE_PX, measure_qc=not single_pass)
     planned = time.perf_counter()
+    accumulator = TileQCAccumulator(view, plan.tiles, TILE_PX) if single_pass else None
     checksum = 0
-    for _, batch in iter_tile_batches(view, plan.tiles, TILE_PX, BATCH_SIZE):
+    for positions, batch in iter_tile_batches(view, plan.tiles, TILE_PX, BATCH_SIZE):
+        if accumulator is not None:
+            accumulator.add(positions, batch)
         checksum += int(batch[:, ::64, ::64].sum())
-    finished = time.perf_counter()
+    if accumulator is not None:
+        apply_tile_qc(plan, accumulator.focus, accumulator.saturated_fraction, settings)
+    finished, cpu = time.perf_counter(), time.process_time() - cpu_start
     view.close()
     return {
         "tiles": int(len(plan.tiles)),
@@ -155,7 +172,9 @@ def measure_tiling(path: str) -> dict:
         "plan_seconds": planned - start,
         "read_seconds": finished - planned,
         "seconds": finished - start,
+        "cpu_seconds": cpu,
         "peak_rss_mb": _peak_rss_mb(),
+        "mean_focus": plan.qc["mean_focus"],
         "checksum": checksum,
     }
 
@@ -174,20 +193,19 @@ def run_child(mode: str, path: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure_slide(path: Path, repeat: int) -> tuple[dict, dict]:
-    """Alternate decode and tiling runs; keep the fastest of each and the highest memory peak.
+def measure_slide(path: Path, repeat: int) -> dict[str, dict]:
+    """Alternate the runs of one slide; keep the fastest of each kind and the highest memory peak.
 
     The fastest of several runs is the least disturbed by other processes on a shared
     machine.
     """
-    decodes, tilings = [], []
+    runs: dict[str, list[dict]] = {"decode": [], "single-pass": [], "two-pass": []}
     for _ in range(repeat):
-        decodes.append(run_child("decode", path))
-        tilings.append(run_child("tiling", path))
-    decode = min(decodes, key=lambda run: run["seconds"])
-    tiling = dict(min(tilings, key=lambda run: run["seconds"]))
-    tiling["peak_rss_mb"] = max(run["peak_rss_mb"] for run in tilings)
-    return decode, tiling
+        for mode in runs:
+            runs[mode].append(run_child(mode, path))
+    best = {mode: dict(min(results, key=lambda run: run["seconds"])) for mode, results in runs.items()}
+    best["single-pass"]["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs["single-pass"])
+    return best
 
 
 def machine_line() -> str:
@@ -212,18 +230,20 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", help="folder for the generated slides (default: a temporary folder, removed after)"
     )
     parser.add_argument("--decode", help=argparse.SUPPRESS)
-    parser.add_argument("--tiling", help=argparse.SUPPRESS)
+    parser.add_argument("--single-pass", help=argparse.SUPPRESS)
+    parser.add_argument("--two-pass", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.decode:
         print(json.dumps(measure_decode(args.decode)))
         return 0
-    if args.tiling:
-        print(json.dumps(measure_tiling(args.tiling)))
+    if args.single_pass or args.two_pass:
+        print(json.dumps(measure_tiling(args.single_pass or args.two_pass, single_pass=bool(args.single_pass))))
         return 0
 
     sides = QUICK_SIDES if args.small else FULL_SIDES
     with tempfile.TemporaryDirectory(prefix="vlm-micro-bench-", dir=args.workdir) as folder:
         print(f"machine: {machine_line()}")
+        print(f"load_average_start: {_load_average()}")
         results = {}
         for name, side in sides.items():
             path = Path(folder) / f"slide_{name}.tif"
@@ -233,18 +253,33 @@ def main(argv: list[str] | None = None) -> int:
                   f"{path.stat().st_size / 2**20:.0f} MiB, written in {time.perf_counter() - start:.1f} s")
             results[name] = measure_slide(path, args.repeat)
             path.unlink()
-        for name, (decode, tiling) in results.items():
-            decode_rate = decode["tiles"] / decode["seconds"]
-            tiling_rate = tiling["tiles"] / tiling["seconds"]
-            print(f"decode_tiles_per_s_{name}: {decode_rate:.1f}")
-            print(f"tiling_tiles_per_s_{name}: {tiling_rate:.1f} ({tiling['tiles']} kept, {tiling['skipped']} skipped; "
-                  f"plan {tiling['plan_seconds']:.1f} s, read {tiling['read_seconds']:.1f} s)")
-            read_rate = tiling["tiles"] / tiling["read_seconds"]
-            print(f"throughput_ratio_{name}: {tiling_rate / decode_rate:.2f}")
-            print(f"read_only_ratio_{name}: {read_rate / decode_rate:.2f}")
-            print(f"peak_rss_mb_{name}: {tiling['peak_rss_mb']:.0f}")
-        print(f"memory_ratio: {results['large'][1]['peak_rss_mb'] / results['small'][1]['peak_rss_mb']:.2f}")
+        for name, runs in results.items():
+            print_slide(name, runs)
+        print(f"memory_ratio: {results['large']['single-pass']['peak_rss_mb'] / results['small']['single-pass']['peak_rss_mb']:.2f}")
+        print(f"load_average_end: {_load_average()}")
     return 0
+
+
+def print_slide(name: str, runs: dict[str, dict]) -> None:
+    decode, single, double = runs["decode"], runs["single-pass"], runs["two-pass"]
+    decode_rate = decode["tiles"] / decode["seconds"]
+    single_rate = single["tiles"] / single["seconds"]
+    print(f"decode_tiles_per_s_{name}: {decode_rate:.1f}")
+    print(f"tiling_tiles_per_s_{name}: {single_rate:.1f} ({single['tiles']} kept, {single['skipped']} skipped; "
+          f"plan {single['plan_seconds']:.1f} s, read and QC {single['read_seconds']:.1f} s)")
+    print(f"throughput_ratio_{name}: {single_rate / decode_rate:.2f}")
+    decode_cpu = decode["cpu_seconds"] / decode["tiles"]
+    print(f"cpu_ratio_{name}: {decode_cpu / (single['cpu_seconds'] / single['tiles']):.2f}")
+    print(f"two_pass_ratio_{name}: {double['tiles'] / double['seconds'] / decode_rate:.2f} "
+          f"(plan with QC {double['plan_seconds']:.1f} s, read {double['read_seconds']:.1f} s)")
+    print(f"peak_rss_mb_{name}: {single['peak_rss_mb']:.0f}")
+
+
+def _load_average() -> str:
+    try:
+        return " ".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":

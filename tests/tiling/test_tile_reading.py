@@ -105,3 +105,86 @@ def test_empty_tile_table_reads_nothing():
     tiles_df = _plan_all(view, None, 32).tiles.iloc[:0]
     assert read_tiles(view, tiles_df, 32).shape == (0, 32, 32, 3)
     assert list(iter_tile_batches(view, tiles_df, 32, 4)) == []
+
+
+def _tiles_one_by_one(view, tiles_df, tile_size_px):
+    from vlm_micro.tiling.reading import read_box
+
+    boxes = tiles_df[["y", "x", "height", "width", "level"]].to_numpy()
+    return np.stack([read_box(view, *box, (tile_size_px, tile_size_px)) for box in boxes])
+
+
+@pytest.mark.parametrize("pixel_size_um,target,overlap_px,n_levels", [
+    (0.5, 0.5, 0, 1),  # native scale, edge tiles
+    (0.5, 0.5, 7, 1),  # overlapping tiles
+    (0.3, 0.5, 0, 1),  # non-integer shrink factor
+    (0.25, 1.0, 0, 3),  # read from a pyramid level
+    (0.2, 0.5, 5, 2),  # level boxes rounded, overlapping
+])
+def test_row_runs_equal_tile_by_tile(rng, pixel_size_um, target, overlap_px, n_levels):
+    rgb = rng.integers(0, 256, size=(203, 317, 3), dtype=np.uint8)
+    view = ArrayView.from_rgb(rgb, pixel_size_um=pixel_size_um, modality="fluorescence", n_levels=n_levels)
+    tiles_df = plan_tiles(view, TileSettings(min_foreground=0.0, overlap_px=overlap_px), target, 24).tiles
+    np.testing.assert_array_equal(read_tiles(view, tiles_df, 24), _tiles_one_by_one(view, tiles_df, 24))
+
+
+def test_row_runs_any_row_order(rng, monkeypatch):
+    from vlm_micro.tiling import reading
+
+    monkeypatch.setattr(reading, "MAX_RUN_PIXELS", 32 * 96)  # at most three tiles per read
+    rgb = rng.integers(0, 256, size=(96, 320, 3), dtype=np.uint8)
+    view = ArrayView.from_rgb(rgb, pixel_size_um=0.5, modality="fluorescence")
+    tiles_df = _plan_all(view, 0.5, 32).tiles
+    order = np.r_[rng.permutation(len(tiles_df)), [0, 1, 2]]  # shuffled, with repeats
+    selected = read_tiles(view, tiles_df, 32, rows=order)
+    np.testing.assert_array_equal(selected, _tiles_one_by_one(view, tiles_df.iloc[order], 32))
+
+
+def test_row_runs_read_once_per_run(rng):
+    rgb = rng.integers(0, 256, size=(64, 256, 3), dtype=np.uint8)
+    view = ArrayView.from_rgb(rgb, pixel_size_um=0.5, modality="fluorescence")
+    calls = []
+    original = view.read_region
+    view.read_region = lambda *args: calls.append(args) or original(*args)
+    read_tiles(view, _plan_all(view, 0.5, 32).tiles, 32)
+    assert calls == [(0, 0, 32, 256, 0), (32, 0, 32, 256, 0)]
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_iter_tile_batches_read_ahead_same_batches(rng, read_ahead):
+    rgb = rng.integers(0, 256, size=(160, 160, 3), dtype=np.uint8)
+    view = ArrayView.from_rgb(rgb, pixel_size_um=0.5, modality="fluorescence")
+    tiles_df = _plan_all(view, 0.5, 32).tiles
+    everything = read_tiles(view, tiles_df, 32)
+    batches = list(iter_tile_batches(view, tiles_df, 32, 6, read_ahead=read_ahead))
+    assert [len(positions) for positions, _ in batches] == [6, 6, 6, 6, 1]
+    for positions, batch in batches:
+        np.testing.assert_array_equal(batch, everything[positions])
+
+
+def test_iter_tile_batches_stops_early(rng):
+    rgb = rng.integers(0, 256, size=(160, 160, 3), dtype=np.uint8)
+    view = ArrayView.from_rgb(rgb, pixel_size_um=0.5, modality="fluorescence")
+    batches = iter_tile_batches(view, _plan_all(view, 0.5, 32).tiles, 32, 4)
+    positions, _ = next(batches)
+    batches.close()
+    assert positions.tolist() == [0, 1, 2, 3]
+
+
+def test_iter_tile_batches_raises_read_error(rng):
+    rgb = rng.integers(0, 256, size=(160, 160, 3), dtype=np.uint8)
+    view = ArrayView.from_rgb(rgb, pixel_size_um=0.5, modality="fluorescence")
+    tiles_df = _plan_all(view, 0.5, 32).tiles
+    original = view.read_region
+
+    def failing(y, x, height, width, level=0):
+        if y >= 64:
+            raise OSError("damaged tile")
+        return original(y, x, height, width, level)
+
+    view.read_region = failing
+    seen = []
+    with pytest.raises(OSError, match="damaged tile"):
+        for positions, _ in iter_tile_batches(view, tiles_df, 32, 5):
+            seen.extend(positions.tolist())
+    assert seen == list(range(10))

@@ -128,6 +128,12 @@ def draw():
 
 
 @pytest.fixture
+def write_dataset():
+    """The dataset writing function, for tests that need a second dataset."""
+    return write_tile_dataset
+
+
+@pytest.fixture
 def tile_dataset(tmp_path):
     """Twelve colour-coded images (48 tiles) with annotations.csv."""
     folder = tmp_path / "data"

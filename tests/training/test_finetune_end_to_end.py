@@ -138,3 +138,26 @@ def test_append_card_section_replaces_same_title(tmp_path):
     assert "old" not in card
     assert card.endswith("## Data\n\nnew\n")
     assert "## Limits" in card
+
+
+def test_choose_alpha_respects_reference_floor():
+    sweep = [{"alpha": 0.0, "score": 0.5, "reference_macro_f1": 0.95},
+             {"alpha": 0.5, "score": 0.8, "reference_macro_f1": 0.93},
+             {"alpha": 1.0, "score": 0.9, "reference_macro_f1": 0.80}]
+    assert wise.choose_alpha(sweep, tolerance=0.0) == 1.0
+    assert wise.choose_alpha(sweep, tolerance=0.0, reference_floor=0.92) == 0.5
+    assert wise.choose_alpha(sweep, tolerance=0.0, reference_floor=0.99) == 0.0
+
+
+def test_finetune_with_reference_tiles(tiny_dir, tile_dataset, vocabulary, tmp_path, write_dataset):
+    reference = write_dataset(tmp_path / "reference", 3, seed=9)
+    out = tmp_path / "with-reference"
+    settings = FinetuneSettings(base=f"local-dir:{tiny_dir}", annotations=str(tile_dataset), out=str(out), epochs=1,
+                                batch_size=16, steps_per_epoch=2, device="cpu", alphas=(0.0, 1.0),
+                                reference_annotations=str(tmp_path / "reference"), max_reference_drop=0.0)
+    summary = finetune(settings, vocabulary)
+    assert summary["reference"]["tiles"] == len(reference)
+    assert all("reference_macro_f1" in entry for entry in summary["wise_ft"]["sweep"])
+    chosen = [e for e in summary["wise_ft"]["sweep"] if e["alpha"] == summary["wise_ft"]["alpha"]][0]
+    assert chosen["reference_macro_f1"] >= summary["reference"]["before"]["macro_f1"]
+    assert "reference tiles" in (out / "MODEL_CARD.md").read_text()

@@ -59,16 +59,16 @@ def _laplacian_variance(tiles: np.ndarray) -> np.ndarray:
 def _laplacian_sum(grey: np.ndarray) -> np.ndarray:
     """Return the sum of the interior Laplacian of each (k, rows, columns) grey tile.
 
-    The sum telescopes: each second difference along the rows adds up to the first
-    difference at the top edge minus the one at the bottom edge, and likewise along
-    the columns, so only the border rows and columns are read.
+    The sum telescopes: the second differences along one column add up to the first
+    difference at the bottom edge minus the one at the top edge, and likewise along
+    the rows, so only the two outer rows and columns at each edge are read.
     """
-    grey = grey.astype(np.float64, copy=False) if grey.dtype != np.float64 else grey
-    inner_cols = grey[:, :, 1:-1]
-    inner_rows = grey[:, 1:-1, :]
-    along_rows = (inner_cols[:, 1] - inner_cols[:, 0]) - (inner_cols[:, -1] - inner_cols[:, -2])
-    along_cols = (inner_rows[:, :, 1] - inner_rows[:, :, 0]) - (inner_rows[:, :, -1] - inner_rows[:, :, -2])
-    return along_rows.sum(axis=1, dtype=np.float64) + along_cols.sum(axis=1, dtype=np.float64)
+    def edges(first, second, last_but_one, last):
+        return (last.astype(np.float64) - last_but_one) - (second.astype(np.float64) - first)
+
+    along_rows = edges(grey[:, 0, 1:-1], grey[:, 1, 1:-1], grey[:, -2, 1:-1], grey[:, -1, 1:-1])
+    along_cols = edges(grey[:, 1:-1, 0], grey[:, 1:-1, 1], grey[:, 1:-1, -2], grey[:, 1:-1, -1])
+    return along_rows.sum(axis=1) + along_cols.sum(axis=1)
 
 
 def saturated_fraction(tile: np.ndarray, modality: str) -> float:

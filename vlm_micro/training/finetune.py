@@ -58,6 +58,8 @@ class FinetuneSettings:
     steps_per_epoch: int | None = None
     alphas: tuple[float, ...] = wise.DEFAULT_ALPHAS  # WiSE-FT weights to sweep
     alpha_tolerance: float = 0.005  # smallest alpha within this of the best score wins
+    reference_annotations: str | None = None  # base-domain tiles, never trained on, that cap alpha
+    max_reference_drop: float = 0.03  # largest macro-F1 loss on the reference tiles that alpha may cost
     include_uncorrected: bool = False  # run tables: keep predicted labels of unreviewed rows
     resume: bool = True  # continue from OUT/checkpoints/last.pt when present
 
@@ -74,6 +76,8 @@ class FinetuneSettings:
         settings = cls(**section)
         if not 0.0 < settings.val_fraction < 1.0:
             raise ConfigError(f"finetune setting val_fraction is {settings.val_fraction!r}; it must be between 0 and 1")
+        if not 0.0 <= settings.max_reference_drop <= 1.0:
+            raise ConfigError(f"finetune setting max_reference_drop is {settings.max_reference_drop!r}; use 0 to 1")
         if not settings.alphas or any(not 0.0 <= a <= 1.0 for a in settings.alphas):
             raise ConfigError(f"finetune setting alphas is {list(settings.alphas)!r}; give weights between 0 and 1")
         settings.train_settings().validate()
@@ -123,13 +127,11 @@ def finetune(settings: FinetuneSettings, vocabulary: Vocabulary, read_settings=N
     started = time.perf_counter()
     out = Path(settings.out)
     loaded = load_model(settings.base, device=settings.device)
-    table = load_annotations(settings.annotations, vocabulary, settings.include_uncorrected)
-    tiles, modalities = read_annotation_tiles(table, loaded.image_size, read_settings, progress)
-    data = build_tile_data(table, tiles, modalities, vocabulary)
-    train_rows, val_rows = split_by_image(data.image_ids, data.class_index, settings.val_fraction, settings.seed)
-    train, val = data.subset(train_rows), data.subset(val_rows)
+    table, train, val = load_split(settings, vocabulary, loaded, read_settings, progress)
+    reference = load_reference(settings, vocabulary, loaded, read_settings, progress)
 
     before = evaluate_split(loaded, vocabulary, val)
+    reference_before = validation_scores(loaded, vocabulary, reference) if reference else None
     # Training and the sweep score with the learned logit scale; the base model's fitted
     # temperatures belong to its own weights.
     training_view = dataclasses.replace(loaded, meta=without_temperatures(loaded.meta))
@@ -139,12 +141,14 @@ def finetune(settings: FinetuneSettings, vocabulary: Vocabulary, read_settings=N
                                progress=progress, on_step=on_step)
     tuned_state = state_copy(loaded.model)
     sweep = wise.sweep_alphas(loaded.model, base_state, tuned_state, settings.alphas,
-                              lambda: sweep_scores(training_view, vocabulary, val))
-    alpha = wise.choose_alpha(sweep, settings.alpha_tolerance)
+                              lambda: sweep_scores(training_view, vocabulary, val, reference))
+    floor = None
+    if reference_before and reference_before["macro_f1"] is not None:
+        floor = reference_before["macro_f1"] - settings.max_reference_drop
+    alpha = wise.choose_alpha(sweep, settings.alpha_tolerance, reference_floor=floor)
     loaded.model.load_state_dict(wise.interpolate_state(base_state, tuned_state, alpha))
     temperatures = fit_temperatures(training_view, vocabulary, val)
     calibrated = dataclasses.replace(training_view, meta={**training_view.meta, **temperatures})
-    after = evaluate_split(calibrated, vocabulary, val)
 
     summary = {
         "base_model": {"spec": loaded.spec, "name": loaded.name, "checksum": loaded.checksum},
@@ -158,14 +162,38 @@ def finetune(settings: FinetuneSettings, vocabulary: Vocabulary, read_settings=N
         "wise_ft": {"sweep": sweep, "alpha": alpha},
         "calibration": temperatures,
         "validation_before": before,
-        "validation_after": after,
+        "validation_after": evaluate_split(calibrated, vocabulary, val),
         "train_seconds": round(result.seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
+    if reference:
+        summary["reference"] = {
+            "annotations": str(settings.reference_annotations), "tiles": len(reference),
+            "max_drop": settings.max_reference_drop, "before": reference_before,
+            "after": validation_scores(calibrated, vocabulary, reference),
+        }
     write_finetuned_model(loaded, out, vocabulary, summary, temperatures)
     if settings.resume:
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
     return summary
+
+
+def load_split(settings: FinetuneSettings, vocabulary: Vocabulary, loaded, read_settings, progress):
+    """Read the annotated tiles and split them by image; return (table, train, val)."""
+    table = load_annotations(settings.annotations, vocabulary, settings.include_uncorrected)
+    tiles, modalities = read_annotation_tiles(table, loaded.image_size, read_settings, progress)
+    data = build_tile_data(table, tiles, modalities, vocabulary)
+    train_rows, val_rows = split_by_image(data.image_ids, data.class_index, settings.val_fraction, settings.seed)
+    return table, data.subset(train_rows), data.subset(val_rows)
+
+
+def load_reference(settings: FinetuneSettings, vocabulary: Vocabulary, loaded, read_settings, progress):
+    """Read the reference tiles of the base model's domain, or return None without them."""
+    if not settings.reference_annotations:
+        return None
+    table = load_annotations(settings.reference_annotations, vocabulary)
+    tiles, modalities = read_annotation_tiles(table, loaded.image_size, read_settings, progress)
+    return build_tile_data(table, tiles, modalities, vocabulary)
 
 
 def state_copy(model) -> dict:
@@ -185,11 +213,14 @@ def evaluate_split(loaded, vocabulary: Vocabulary, data: TileData) -> dict:
     return scores
 
 
-def sweep_scores(loaded, vocabulary: Vocabulary, data: TileData) -> dict:
-    """Validation metrics plus the ``score`` that :func:`wise.choose_alpha` ranks by."""
+def sweep_scores(loaded, vocabulary: Vocabulary, data: TileData, reference: TileData | None = None) -> dict:
+    """Validation metrics, the ``score`` that :func:`wise.choose_alpha` ranks by, and the reference macro-F1."""
     scores = validation_scores(loaded, vocabulary, data)
     score = selection_score(scores, "macro_f1")
-    return {**scores, "score": None if np.isnan(score) else score}
+    scores["score"] = None if np.isnan(score) else score
+    if reference is not None:
+        scores["reference_macro_f1"] = validation_scores(loaded, vocabulary, reference)["macro_f1"]
+    return scores
 
 
 def fit_temperatures(loaded, vocabulary: Vocabulary, data: TileData) -> dict:

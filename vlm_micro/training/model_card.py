@@ -37,10 +37,16 @@ def counts_table(title: str, counts: dict[str, dict]) -> str:
 
 def sweep_table(sweep: list[dict], chosen: float) -> str:
     """Return the WiSE-FT sweep as a Markdown table, marking the chosen alpha."""
-    lines = ["| alpha | validation macro-F1 | validation anomaly AUROC | |", "|---|---|---|---|"]
+    with_reference = any("reference_macro_f1" in entry for entry in sweep)
+    header = "| alpha | validation macro-F1 | validation anomaly AUROC |"
+    header += " reference macro-F1 | |" if with_reference else " |"
+    lines = [header, "|---" * (5 if with_reference else 4) + "|"]
     for entry in sweep:
         mark = "chosen" if abs(entry["alpha"] - chosen) < 1e-9 else ""
-        lines.append(f"| {entry['alpha']:.2f} | {_number(entry.get('macro_f1'))} | {_number(entry.get('anomaly_auroc'))} | {mark} |")
+        row = f"| {entry['alpha']:.2f} | {_number(entry.get('macro_f1'))} | {_number(entry.get('anomaly_auroc'))} |"
+        if with_reference:
+            row += f" {_number(entry.get('reference_macro_f1'))} |"
+        lines.append(f"{row} {mark} |")
     return "\n".join(lines)
 
 
@@ -72,19 +78,39 @@ def finetune_card(summary: dict, meta: dict) -> str:
         "Class-balanced sampling; flips, 90-degree rotations and small intensity and stain jitter. "
         f"Seed {recipe['seed']}; training took {summary['train_seconds']} s.",
         "## Weight-space ensemble (WiSE-FT)\n\n"
-        "The weights are `(1 - alpha) * base + alpha * fine-tuned`; the smallest alpha whose validation macro-F1 is "
-        f"within {recipe['alpha_tolerance']} of the best is kept: alpha = {summary['wise_ft']['alpha']:.2f}.\n\n"
+        "The weights are `(1 - alpha) * base + alpha * fine-tuned`. The smallest alpha whose validation macro-F1 is "
+        f"within {recipe['alpha_tolerance']} of the best is kept{reference_rule(summary)}: "
+        f"alpha = {summary['wise_ft']['alpha']:.2f}.\n\n"
         + sweep_table(summary["wise_ft"]["sweep"], summary["wise_ft"]["alpha"]),
         "## Calibration\n\n"
         + calibration_text(summary["calibration"]),
-        "## Validation metrics\n\nZero-shot labelling of the validation images, before and after fine-tuning.\n\n"
-        + metrics_table({"base model": summary["validation_before"], "fine-tuned": summary["validation_after"]}),
+        "## Validation metrics\n\nZero-shot labelling of the validation images, before and after fine-tuning"
+        + (", and of the reference tiles of the base model's domain" if "reference" in summary else "") + ".\n\n"
+        + metrics_table(validation_rows(summary)),
         "## Limits\n\n"
         "The metrics come from validation images of the same annotation set, so they say nothing about images "
         "from another microscope, stain or lab. The model knows only the cell types and anomaly kinds of the "
         "vocabulary it was trained with (checksum in `vlm_micro.json`).",
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def reference_rule(summary: dict) -> str:
+    """Describe the reference constraint on alpha, or return '' without reference tiles."""
+    reference = summary.get("reference")
+    if not reference:
+        return ""
+    return (f", among the alphas that lose at most {reference['max_drop']} macro-F1 on {reference['tiles']} reference "
+            f"tiles of the base model's domain (`{reference['annotations']}`, never trained on)")
+
+
+def validation_rows(summary: dict) -> dict:
+    """Return the rows of the validation metrics table."""
+    rows = {"base model": summary["validation_before"], "fine-tuned": summary["validation_after"]}
+    if "reference" in summary:
+        rows["base model, reference tiles"] = summary["reference"]["before"]
+        rows["fine-tuned, reference tiles"] = summary["reference"]["after"]
+    return rows
 
 
 def calibration_text(temperatures: dict) -> str:

@@ -63,15 +63,24 @@ def sweep_alphas(model, base_state: dict, tuned_state: dict, alphas, score_fn) -
     return results
 
 
-def choose_alpha(sweep: list[dict], tolerance: float = 0.005) -> float:
+def choose_alpha(sweep: list[dict], tolerance: float = 0.005, reference_floor: float | None = None) -> float:
     """Return the smallest alpha whose score is within ``tolerance`` of the best score.
 
     Preferring the smallest such alpha keeps the model as close to the base as the
-    validation data allows, which limits what it forgets of the base domain. Entries
-    whose score is None are ignored; with no scored entry the largest alpha is returned.
+    validation data allows, which limits what it forgets of the base domain. With
+    ``reference_floor``, only entries whose ``reference_macro_f1`` (macro-F1 on tiles of
+    the base domain) is at least that value compete. When none of them qualifies, the
+    smallest alpha of the sweep is returned. Entries whose score is None are ignored,
+    and with no scored entry the largest alpha is returned.
     """
-    scored = [entry for entry in sweep if entry.get("score") is not None]
+    candidates = sweep
+    if reference_floor is not None:
+        candidates = [e for e in sweep if e.get("reference_macro_f1") is None or e["reference_macro_f1"] >= reference_floor]
+        if not candidates:
+            log.warning("no WiSE-FT alpha keeps the reference macro-F1 above %.4f; using the smallest alpha", reference_floor)
+            return float(min(entry["alpha"] for entry in sweep))
+    scored = [entry for entry in candidates if entry.get("score") is not None]
     if not scored:
-        return float(max(entry["alpha"] for entry in sweep))
+        return float(max(entry["alpha"] for entry in candidates))
     best = max(entry["score"] for entry in scored)
     return float(min(entry["alpha"] for entry in scored if entry["score"] >= best - tolerance))
