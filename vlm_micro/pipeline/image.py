@@ -136,10 +136,22 @@ def _label_image(entry: ImageEntry, context, record: dict):
     from vlm_micro.labeling import summarize_image
     from vlm_micro.tiling import plan_tiles
 
-    record["info"] = inspect_image(entry.path)
+    record["info"] = inspect_image(entry.path, context.read_settings)
     views = open_views(entry.path, context.read_settings, pixel_size_um=entry.pixel_size_um)
     if not views:
         raise VlmMicroError(f"{entry.path}: no image plane selected; check read.series and read.frames")
+    try:
+        return _label_views(entry, context, record, views)
+    finally:
+        # Views of one file share an open file handle; release it before the next image.
+        for view in views:
+            view.close()
+
+
+def _label_views(entry: ImageEntry, context, record: dict, views: list):
+    from vlm_micro.labeling import summarize_image
+    from vlm_micro.tiling import plan_tiles
+
     labeler = context.labeler()
     target_um, tile_px = context.target_pixel_size_um, context.tile_size_px
     tile_tables, cell_tables, qcs = [], [], []
@@ -156,7 +168,7 @@ def _label_image(entry: ImageEntry, context, record: dict):
     cells = pd.concat(cell_tables, ignore_index=True) if cell_tables else None
     thumbnail = first.thumbnail(context.tile_settings.thumbnail_px)
     record.update(
-        plane=plane_record(first.plane),
+        plane={**plane_record(first.plane), "modality": first.modality, "shape": list(first.shape)},
         qc=merge_qc(qcs),
         summary=summarize_image(tiles, cells, context.vocabulary),
         pixel_size_um=first.pixel_size_um,

@@ -111,6 +111,7 @@ class ShardContext:
             self._labeler = Labeler(
                 self.model(), self.vocabulary, self.label_settings,
                 threads=self.threads, read_settings=self.read_settings, tile_settings=self.tile_settings,
+                target_pixel_size_um=self.target_pixel_size_um,
             )
         return self._labeler
 
