@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from vlm_micro.io import ReadSettings, open_views, sources, tiffread
+from vlm_micro.io import ReadSettings, open_views, tiffread, tiffsource
 from vlm_micro.io.tiffchunks import TiledLevel, tile_spans
 
 SVS = Path(__file__).resolve().parents[1] / "data" / "cmu_small_region.svs"
@@ -20,7 +20,7 @@ def _open_both(path, monkeypatch, settings=None):
     settings = settings or ReadSettings()
     direct = open_views(path, settings)
     with monkeypatch.context() as patch:
-        patch.setattr(tiffread, "TiffSeriesSource", functools.partial(sources.TiffSeriesSource, direct=False))
+        patch.setattr(tiffread, "TiffSeriesSource", functools.partial(tiffsource.TiffSeriesSource, direct=False))
         through_zarr = open_views(path, settings)
     return direct, through_zarr
 
@@ -200,7 +200,7 @@ def test_decode_threads_give_same_pixels(tmp_path, monkeypatch):
     tifffile.imwrite(path, image, tile=(32, 32), photometric="rgb", compression="jpeg")
     results = []
     for threads in (1, 2):
-        monkeypatch.setattr(sources, "DECODE_THREADS", threads)
+        monkeypatch.setattr(tiffsource, "DECODE_THREADS", threads)
         (view,) = open_views(path)
         results.append(view.read_region(0, 0, 256, 256))
         view.close()

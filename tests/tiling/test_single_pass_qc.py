@@ -32,7 +32,7 @@ def _mixed_image(rng):
     """Return a 150 x 170 fluorescence image: sharp, blurred and saturated parts, edge tiles."""
     rgb = _texture(rng, (150, 170))
     rgb[:, 100:] = np.clip(ndi.gaussian_filter(rgb[:, 100:].astype(float), (4, 4, 0)), 0, 255).astype(np.uint8)
-    rgb[:40, :40][::2] = 255
+    rgb[:30, :30] = 255
     return rgb
 
 

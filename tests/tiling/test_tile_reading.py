@@ -143,10 +143,11 @@ def test_row_runs_any_row_order(rng, monkeypatch):
 def test_row_runs_read_once_per_run(rng):
     rgb = rng.integers(0, 256, size=(64, 256, 3), dtype=np.uint8)
     view = ArrayView.from_rgb(rgb, pixel_size_um=0.5, modality="fluorescence")
+    tiles_df = _plan_all(view, 0.5, 32).tiles
     calls = []
     original = view.read_region
     view.read_region = lambda *args: calls.append(args) or original(*args)
-    read_tiles(view, _plan_all(view, 0.5, 32).tiles, 32)
+    read_tiles(view, tiles_df, 32)
     assert calls == [(0, 0, 32, 256, 0), (32, 0, 32, 256, 0)]
 
 

@@ -13,7 +13,7 @@ from vlm_micro.io.colors import channel_colors, to_hex
 from vlm_micro.io.diagnose import DECODE_ERRORS, read_error, wrap_decode_error
 from vlm_micro.io.rendered import build_view
 from vlm_micro.io.settings import ReadSettings
-from vlm_micro.io.sources import SharedTiff, TiffSeriesSource
+from vlm_micro.io.tiffsource import SharedTiff, TiffSeriesSource
 from vlm_micro.io.view import ImageView
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 The labeller turns cosine similarities into probabilities with ``softmax(s / T)``. A
 temperature ``T`` fitted on labelled validation tiles (minimum negative log-likelihood)
 makes those probabilities match the observed accuracy better than the model's learned
-logit scale does; it is stored as ``temperature`` in ``vlm_micro.json``. The anomaly
+logit scale does. It is stored as ``temperature`` in ``vlm_micro.json``. The anomaly
 score gets its own ``anomaly_temperature``, fitted on normal and anomalous tiles.
 """
 

@@ -3,8 +3,8 @@
 Every caption belongs to a group: one group per cell type (synonyms times the templates
 of a modality) and one per anomaly state (``normal`` and each anomaly kind: state phrases
 times anomaly templates). A training tile gets one caption sampled from its cell type's
-group and one from its state's group, so one image embedding learns to answer both the
-cell type query and the anomaly query that the labeller asks.
+group and one from its state's group, so one image embedding learns to match both the
+cell type prompts and the anomaly prompts that the labeller compares it with.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def build_caption_bank(vocabulary: Vocabulary, tokenizer) -> CaptionBank:
     """Build every class and state caption of ``vocabulary`` and tokenise them.
 
     Class captions of a modality use that modality's templates plus the default
-    templates, so the model also answers queries for images of unknown modality.
+    templates, so the model also learns the prompts used for images of unknown modality.
     """
     captions: list[str] = []
     groups: list[int] = []

@@ -1,6 +1,6 @@
 """Training state and its checkpoint file, written atomically after every epoch.
 
-The checkpoint holds the model, optimizer and scheduler states, the epoch to run next,
+The checkpoint contains the model, optimizer and scheduler states, the epoch to run next,
 the per-epoch history and the best weights so far. It is loaded with
 ``torch.load(weights_only=True)``, which reads tensors and plain Python values only.
 """
@@ -22,7 +22,7 @@ CHECKPOINT_FILE = "last.pt"
 
 @dataclass
 class TrainState:
-    """What a resumed run needs besides the model, optimizer and scheduler states."""
+    """Progress of a training run, saved next to the model, optimizer and scheduler states."""
 
     next_epoch: int = 0
     history: list[dict] = field(default_factory=list)
@@ -60,9 +60,9 @@ def load_checkpoint(folder: str | Path, fingerprint: str, model, optimizer, sche
     Returns
     -------
     TrainState or None
-        None when there is no checkpoint, or when it belongs to another run (its
-        fingerprint of settings and data differs); the caller then starts afresh and the
-        next checkpoint replaces the old file.
+        None when there is no checkpoint, or when it belongs to another run because its
+        fingerprint of weights, settings and data differs. The caller then starts afresh,
+        and the next checkpoint replaces the old file.
     """
     path = Path(folder) / CHECKPOINT_FILE
     if not path.is_file():
@@ -73,7 +73,7 @@ def load_checkpoint(folder: str | Path, fingerprint: str, model, optimizer, sche
         log.warning("checkpoint %s cannot be read (%s); training starts from the beginning", path, exc)
         return None
     if payload.get("fingerprint") != fingerprint:
-        log.warning("checkpoint %s was written for other settings or data; training starts from the beginning", path)
+        log.warning("checkpoint %s was written for another base model, settings or data; training starts from the beginning", path)
         return None
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])

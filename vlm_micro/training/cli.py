@@ -61,6 +61,8 @@ def register(subparsers) -> None:
     demo.add_argument("--eval-images", type=int, default=None, help="held-out evaluation images (default: 40)")
     demo.add_argument("--work-dir", metavar="DIR", default=None,
                       help="folder for synthetic data and checkpoints (default: .cache/train-demo)")
+    demo.add_argument("--threads", type=int, default=None,
+                      help="torch CPU threads (default: 2); the weights are reproducible for the same thread count")
     demo.add_argument("--labels", metavar="FILE", help="vocabulary (default: config/labels.yaml)")
     demo.set_defaults(func=run_train_demo)
 
@@ -134,7 +136,7 @@ def run_train_demo(args: argparse.Namespace) -> int:
 
     _show_training_log()
     overrides = {"seed": args.seed, "n_images": args.n_images, "epochs": args.epochs,
-                 "eval_seed": args.eval_seed, "eval_images": args.eval_images, "work_dir": args.work_dir}
+                 "eval_seed": args.eval_seed, "eval_images": args.eval_images, "work_dir": args.work_dir, "threads": args.threads}
     settings = DemoSettings.from_dict({key: value for key, value in overrides.items() if value is not None})
     meta = train_demo(args.out, settings, load_labels(args.labels, {}), progress=True)
     print(f"model: {Path(args.out).resolve()}")

@@ -199,7 +199,7 @@ def train_contrastive(loaded, vocabulary: Vocabulary, bank: CaptionBank, train: 
     steps = settings.steps_per_epoch or max(1, math.ceil(len(train) / settings.batch_size))
     optimizer = make_optimizer(model, settings)
     scheduler = make_scheduler(optimizer, steps * settings.epochs, settings.warmup_fraction)
-    fingerprint = checkpoints_fingerprint(settings, train, val, bank)
+    fingerprint = training_fingerprint(model, settings, train, val, bank)
     state = None
     if checkpoint_dir is not None:
         state = checkpoints.load_checkpoint(checkpoint_dir, fingerprint, model, optimizer, scheduler)
@@ -355,12 +355,19 @@ def validation_scores(loaded, vocabulary: Vocabulary, data: TileData, batch_size
     return out
 
 
-def checkpoints_fingerprint(settings: TrainSettings, train: TileData, val: TileData, bank: CaptionBank) -> str:
-    """Return a SHA-256 of the settings, the labels, the image ids and the captions."""
+def training_fingerprint(model, settings: TrainSettings, train: TileData, val: TileData, bank: CaptionBank) -> str:
+    """Return a SHA-256 of the initial weights, settings, labels, image ids and captions.
+
+    A checkpoint is resumed only when this fingerprint matches, so a changed base model,
+    recipe or annotation set starts a new run instead of continuing an unrelated one.
+    """
     import hashlib
     import json
 
     digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     for data in (train, val):
         digest.update(data.class_index.tobytes())
         digest.update(data.state_index.tobytes())

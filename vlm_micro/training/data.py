@@ -66,9 +66,9 @@ def build_tile_data(table: pd.DataFrame, tiles: np.ndarray, modalities: list[str
 def split_by_image(image_ids, class_index, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split tile positions into training and validation sets, whole images at a time.
 
-    Images are grouped by their most frequent cell type, and about ``val_fraction`` of
-    the images of each group (at least one when the group has two or more images) go
-    to validation, so every common class is validated even when each image shows one
+    Images are grouped by their most frequent cell type. About ``val_fraction`` of the
+    images of each group (at least one when the group has two or more images) go to
+    validation, so every common class is validated even when each image shows one
     class. Random whole images are added when that leaves validation with less than
     two thirds of ``val_fraction`` of the tiles. No image contributes tiles to both
     sets, and at least one image is left for training.

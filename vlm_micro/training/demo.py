@@ -4,9 +4,10 @@ No pretrained open_clip weights can be downloaded where this project is built, s
 demo model is a small CLIP trained here. :data:`DEMO_MODEL_CFG` (a 4-layer ViT on 64 px
 tiles and a 2-layer text transformer) learns from synthetic tiles of ``vlm-micro synth``
 with captions from ``config/labels.yaml``. It is trained by the same contrastive code
-that ``vlm-micro finetune`` uses. The model is then calibrated on validation images,
-written as an open_clip ``local-dir:`` folder, and evaluated on held-out synthetic images
-rendered from a seed that training never uses; the card reports those numbers.
+that ``vlm-micro finetune`` uses. The model is then calibrated on validation images
+and written as an open_clip ``local-dir:`` folder. Finally it is evaluated on held-out
+synthetic images rendered from a seed that training never uses, and the card reports
+those numbers.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class DemoSettings:
     eval_seed: int = 7
     eval_images: int = 40
     work_dir: str = ".cache/train-demo"
+    threads: int = 2  # torch CPU threads; the weights are bit-identical only for the same count
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "DemoSettings":
@@ -71,7 +73,7 @@ class DemoSettings:
         if unknown:
             raise ConfigError(f"unknown train-demo setting {unknown[0]!r}; known settings: {', '.join(sorted(known))}")
         settings = cls(**values)
-        for name, minimum in (("n_images", 2), ("epochs", 1), ("eval_images", 1)):
+        for name, minimum in (("n_images", 2), ("epochs", 1), ("eval_images", 1), ("threads", 1)):
             if getattr(settings, name) < minimum:
                 raise ConfigError(f"train-demo setting {name} is {getattr(settings, name)!r}; use at least {minimum}")
         if settings.eval_seed == settings.seed:
@@ -156,6 +158,7 @@ def train_demo(out: str | Path, settings: DemoSettings, vocabulary: Vocabulary, 
     import torch
 
     started = time.perf_counter()
+    torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     work = Path(settings.work_dir)
     train_csv = synthetic_dataset(work / f"train-seed{settings.seed}-n{settings.n_images}", settings.n_images,
@@ -189,7 +192,9 @@ def train_demo(out: str | Path, settings: DemoSettings, vocabulary: Vocabulary, 
             "epochs_run": len(result.history),
             "validation": result.history[result.best_epoch] if result.history else {},
             "train_seconds": round(result.seconds, 1),
+            "n_captions": len(bank.captions),
             "torch_threads": torch.get_num_threads(),
+            "torch_version": torch.__version__,
         },
     }
     _save_demo(loaded.model, out, meta)

@@ -1,11 +1,16 @@
 """Fine-tune any open_clip model on annotated tiles and write it as a model folder.
 
-Steps: load the base model and the annotations, read the tiles through the pipeline's
-reader, split by image, score the base model on the validation images, train
-contrastively (:mod:`vlm_micro.training.contrastive`), ensemble the weights with the
-base model at the alpha that validation prefers (WiSE-FT), fit the softmax temperature
-on the validation images, and write an open_clip ``local-dir:`` folder with
-``vlm_micro.json``, ``MODEL_CARD.md`` and ``training_summary.json``.
+Steps:
+
+1. load the base model and the annotations, and read the tiles through the pipeline's
+   reader;
+2. split by image and score the base model on the validation images;
+3. train contrastively (:mod:`vlm_micro.training.contrastive`);
+4. ensemble the weights with the base model at the alpha that validation prefers
+   (WiSE-FT), optionally capped by reference tiles of the base model's domain;
+5. fit the softmax temperatures on the validation images;
+6. write an open_clip ``local-dir:`` folder with ``vlm_micro.json``, ``MODEL_CARD.md``
+   and ``training_summary.json``.
 """
 
 from __future__ import annotations
@@ -37,9 +42,9 @@ SUMMARY_FILE = "training_summary.json"
 
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """What to fine-tune on, where to write it, and the recipe.
+    """Settings of a fine-tuning run: base model, annotations, output folder and recipe.
 
-    The first eight fields are the ``finetune`` section of ``config/config.yaml``.
+    The fields are the keys of the ``finetune`` section of ``config/config.yaml``.
     """
 
     base: str = "builtin:demo"

@@ -179,23 +179,28 @@ def demo_card(meta: dict, model_cfg: dict) -> str:
         + "\n\n"
         + counts_table("anomaly state", {"train": data["train"]["anomaly_states"], "validation": data["validation"]["anomaly_states"]}),
         "## Recipe\n\n"
-        "Contrastive training with the project's own code (`vlm_micro.training`): each tile is paired with a caption "
-        "drawn from its cell type's synonyms times the modality templates of `config/labels.yaml`, or from its "
-        "anomaly state's phrases times the anomaly templates; all captions of the same cell type or state in a batch "
-        "count as positives. "
+        "Contrastive training with the project's own code (`vlm_micro.training`). Each tile is paired with two "
+        "captions: one drawn from its cell type's synonyms times the modality templates of `config/labels.yaml`, one "
+        "from its anomaly state's phrases (normal or a kind) times the anomaly templates. Two CLIP losses, tiles "
+        "against cell type captions and tiles against state captions, count every caption of the tile's class or "
+        f"state in the batch as a positive ({training.get('n_captions', 'n/a')} distinct captions in all). "
         f"AdamW, peak learning rate {recipe['learning_rate']}, weight decay {recipe['weight_decay']}, "
         f"{recipe['warmup_fraction']:.0%} linear warm-up then cosine decay, batch {recipe['batch_size']}, "
         f"up to {recipe['epochs']} epochs with early stopping on the mean of validation macro-F1 and anomaly AUROC "
         f"(best epoch {training['best_epoch']} of {training['epochs_run']} run). Class-balanced sampling, "
         "flips, 90-degree rotations, small intensity and stain jitter. "
-        f"Training took {training['train_seconds']} s on {training['torch_threads']} CPU threads "
-        f"({training.get('total_seconds', 'n/a')} s in all with data rendering and evaluation).\n\n"
+        f"Training took {training['train_seconds']} s with {training['torch_threads']} torch CPU thread(s) "
+        f"({training.get('total_seconds', 'n/a')} s in all with data rendering and evaluation). "
+        "`make model` (`vlm-micro train-demo --out vlm_micro/models/demo`) rebuilds it; with the same torch version "
+        f"({training.get('torch_version', 'n/a')}), thread count and CPU type the weights are bit-identical.\n\n"
         + calibration_text({k: meta[k] for k in ("temperature", "anomaly_temperature") if k in meta}),
         "## Held-out accuracy\n\n"
         f"`vlm-micro evaluate` on {meta.get('heldout_images')} synthetic images rendered with seed "
         f"{meta.get('heldout_seed')}, which training never used ({meta.get('heldout_tiles')} tiles), zero-shot with "
         "the prompts of `config/labels.yaml`:\n\n"
         + metrics_table(heldout)
+        + f"\n\nAnomaly kind accuracy (anomalous tiles flagged with the right kind): "
+        f"{_number(meta.get('heldout_anomaly_kind_accuracy'))}."
         + "\n\n| cell type | precision | recall | tiles |\n|---|---|---|---|\n" + per_class,
         "## What it cannot do\n\n"
         "- It has never seen a real image: only synthetic renderings of nuclei and stained cells. On real tissue or "
@@ -205,7 +210,7 @@ def demo_card(meta: dict, model_cfg: dict) -> str:
         "- It expects 64 px tiles at 0.5 um/px and two looks: dark-background nuclear fluorescence and H&E "
         "brightfield. Other stains (for example IHC) and magnifications are out of its domain; "
         "`vlm-micro finetune` adapts it to labelled tiles of a new domain.\n"
-        "- Its text tower has seen about a hundred captions, so free-text search works only with words from that "
-        "vocabulary.",
+        f"- Its text tower has seen only the {training.get('n_captions', 'n/a')} training captions, so free-text "
+        "search works only with words from that vocabulary.",
     ]
     return "\n\n".join(sections) + "\n"

@@ -67,7 +67,7 @@ def choose_alpha(sweep: list[dict], tolerance: float = 0.005, reference_floor: f
     """Return the smallest alpha whose score is within ``tolerance`` of the best score.
 
     Preferring the smallest such alpha keeps the model as close to the base as the
-    validation data allows, which limits what it forgets of the base domain. With
+    validation data allows, which limits the accuracy lost on the base domain. With
     ``reference_floor``, only entries whose ``reference_macro_f1`` (macro-F1 on tiles of
     the base domain) is at least that value compete. When none of them qualifies, the
     smallest alpha of the sweep is returned. Entries whose score is None are ignored,
