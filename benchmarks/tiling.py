@@ -18,8 +18,8 @@ The library's default threads are used: ``iter_tile_batches`` reads the next bat
 a background thread and the reader decodes the tiles of a region in two threads.
 
 Each measurement runs ``--repeat`` times (default 3), alternating the three kinds of
-run, and the fastest run counts; the memory peak is the highest of the single-pass
-runs.
+run. The fastest run of each kind counts, and the memory peak is the highest of the
+single-pass runs.
 
 Prints ``name: value`` lines. Headline figures: ``throughput_ratio_small`` and
 ``throughput_ratio_large`` (kept tiles per second of the single pass over tiles per

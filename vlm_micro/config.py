@@ -121,7 +121,7 @@ def _schema_error_message(error, source: str) -> str:
         reason = "allowed values are " + ", ".join(json.dumps(v) for v in error.validator_value)
     description = " ".join(str(error.schema.get("description", "")).split())
     hint = f" ({description})" if description and len(description) <= 160 else ""
-    return f"{source}: invalid value {value} for '{key}': {reason}. Fix it in the config{hint}"
+    return f"{source}: invalid value {value} for '{key}': {reason}. Fix it in that file{hint}"
 
 
 def validate_against_schema(instance: object, schema_name: str, source: str) -> object:

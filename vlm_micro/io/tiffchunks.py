@@ -1,9 +1,10 @@
 """Direct decoding of the tiles of tiled TIFF pages, without tifffile's zarr store.
 
-Reading a region through tifffile's zarr store costs more Python work per tile than
-decoding the tile (BENCHMARKS.md, section Tiling). For tiled pages whose samples are
+Reading a region through tifffile's zarr store adds about 70% to the CPU time of
+decoding its tiles (0.43 against 0.25 ms per 256 px JPEG tile, BENCHMARKS.md, section
+Tiling). For tiled pages whose samples are
 stored contiguously (PlanarConfiguration 1), :class:`TiledLevel` reads the encoded
-bytes of the tiles that a region needs and decodes each one with the page's own
+bytes of the tiles that a region needs. It decodes each one with the page's own
 decode function (``TiffPage.decode`` of tifffile 2026.3), which covers every
 compression that tifffile reads. Other layouts (strips, planar samples, volumetric
 tiles, bilevel images) keep the zarr store.

@@ -18,8 +18,9 @@ from vlm_micro.io.tiffchunks import TiledLevel
 log = logging.getLogger(__name__)
 
 # Cached blocks span whole chunks and at least this many pixels per side. Blocks read
-# through the zarr store are large, to amortise its cost per call; blocks of directly
-# decoded tiles are small, so that a band of blocks across a wide slide fits the cache.
+# through the zarr store are large, which amortises its cost per call. Blocks of
+# directly decoded tiles are small, so that a band of blocks across a wide slide fits
+# the cache.
 _MIN_BLOCK_SIDE = 512
 _MIN_DIRECT_BLOCK_SIDE = 128
 
@@ -266,7 +267,7 @@ def _run_all(loads: list) -> list:
             _decode_pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="vlm-micro-decode")
             _decode_pool_key = key
         pool = _decode_pool
-    # One task per thread, each calling a contiguous share of the functions, costs less
+    # One task per thread, each calling every DECODE_THREADS-th function, costs less
     # than one task per function.
     shares = [loads[start :: DECODE_THREADS] for start in range(DECODE_THREADS)]
     results = list(pool.map(lambda share: [load() for load in share], shares))

@@ -9,6 +9,7 @@ because every later image would fail the same way.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import datetime, timezone
 
@@ -43,7 +44,7 @@ def error_message(path: str, exc: BaseException, unexpected: bool, log_hint: str
     if unexpected:
         where = f"; traceback in {log_hint}" if log_hint else ""
         cause = f"unexpected {type(exc).__name__}: {cause}{where}"
-    if path in cause:
+    if path in cause or os.path.basename(path) in cause:
         return cause
     return one_line(f"{path}: {cause}")
 

@@ -14,6 +14,7 @@ file behind.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 from dataclasses import dataclass
@@ -49,10 +50,16 @@ class ImageOutputs:
         return self.out / "thumbs" / f"{self.image_id}.png"
 
     def remove_stale(self) -> None:
-        """Delete the files of an earlier attempt, so a failure leaves no outdated table."""
+        """Delete the files of an earlier attempt, so a failure leaves no outdated table.
+
+        Temporary files that a killed attempt left beside its outputs (see
+        ``vlm_micro.atomic``) go too.
+        """
         for path in (self.status, self.tiles, self.cells, self.thumbnail):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            leftovers = path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if path.parent.is_dir() else []
+            for stale in (path, *leftovers):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
 
 
 def to_json_value(value):

@@ -59,9 +59,9 @@ def _laplacian_variance(tiles: np.ndarray) -> np.ndarray:
 def _laplacian_sum(grey: np.ndarray) -> np.ndarray:
     """Return the sum of the interior Laplacian of each (k, rows, columns) grey tile.
 
-    The sum telescopes: the second differences along one column add up to the first
-    difference at the bottom edge minus the one at the top edge, and likewise along
-    the rows, so only the two outer rows and columns at each edge are read.
+    The sum telescopes. The second differences down one column add up to the first
+    difference at the bottom edge minus the one at the top edge, and likewise along a
+    row. So only the two outer rows and columns at each edge are read.
     """
     def edges(first, second, last_but_one, last):
         return (last.astype(np.float64) - last_but_one) - (second.astype(np.float64) - first)

@@ -154,7 +154,7 @@ def iter_tile_batches(
     read_ahead : bool
         Read the next batch in a background thread while the caller works on the
         current one, so that at most two batches are in memory. False reads each batch
-        when it is requested and holds one batch at a time.
+        when it is requested and keeps one batch in memory at a time.
 
     Yields
     ------
