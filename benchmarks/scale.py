@@ -9,10 +9,10 @@ Prints ``name: value`` lines:
   synthetic 512 px images with the default config. ``run_labelling_s`` sums the
   per-image labelling times (read, tile, label, write) that the shard manifests
   record. ``workflow_overhead_ratio`` is the wall time of the whole run (labelling,
-  reports, summary, Snakemake and process starts) over that sum, and
-  ``labelling_overhead_ratio`` the wall time of the labelling part alone over it.
-  ``run_label_jobs_s`` and ``run_report_jobs_s`` sum the wall times of the labelling
-  and report jobs from Snakemake's benchmark files.
+  reports, summary, Snakemake and process starts) over that sum.
+  ``run_label_jobs_s`` sums the wall times of the labelling jobs from Snakemake's
+  benchmark files, and ``run_report_s`` the time their background processes spent
+  writing reports, which overlaps with labelling.
 
 Usage: python benchmarks/scale.py [--dag-images N] [--run-images N] [--cores N] [--model SPEC]
 """
@@ -112,32 +112,24 @@ def job_seconds(out: Path, rule_folder: str) -> float:
 
 
 def measure_run(work: Path, n_images: int, model_spec: str, cores: int) -> dict:
-    """Label ``n_images`` synthetic 512 px images, then report them, and compare the times.
-
-    The run is made in two steps on one results folder: up to the labelling jobs
-    (``--until label_shard``), then the rest. Their sum is the wall time of a whole run
-    plus one extra Snakemake start, so the ratio errs on the high side.
-    """
+    """Label and report ``n_images`` synthetic 512 px images in one run, and compare the times."""
     from vlm_micro.synth import generate_dataset
 
     generate_dataset(work / "run-data", n_images, 21, modality="mixed", size_px=512)
     out = work / "run-out"
     config = write_config(work / "run.yaml", work / "run-data" / "images", out, model_spec)
-    labelling_wall = vlm_micro_run(config, cores, work, ["--", "--until", "label_shard"])
-    rest_wall = vlm_micro_run(config, cores, work, [])
+    wall = vlm_micro_run(config, cores, work, [])
     manifests = [json.loads(path.read_text(encoding="utf-8")) for path in (out / "shards").glob("*.manifest.json")]
     labelling = sum(manifest["labelling_s"] for manifest in manifests)
-    wall = labelling_wall + rest_wall
     return {
         "run_images": n_images,
         "run_shards": len(manifests),
         "run_wall_s": round(wall, 1),
         "run_labelling_s": round(labelling, 1),
+        "run_labelling_per_image_s": round(labelling / n_images, 2),
         "run_model_load_s": round(sum(manifest["model_load_s"] for manifest in manifests), 1),
         "run_label_jobs_s": round(job_seconds(out, "label"), 1),
-        "run_report_jobs_s": round(job_seconds(out, "report"), 1),
-        "labelling_wall_s": round(labelling_wall, 1),
-        "labelling_overhead_ratio": round(labelling_wall / labelling, 2) if labelling else float("nan"),
+        "run_report_s": round(sum(manifest.get("report_s", 0.0) for manifest in manifests), 1),
         "workflow_overhead_ratio": round(wall / labelling, 2) if labelling else float("nan"),
     }
 
@@ -153,9 +145,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vlm-micro-scale-") as tmp:
         work = Path(tmp)
         model_spec = args.model or default_model_spec(work)
-        results = measure_dag(work, args.dag_images, model_spec)
+        # The 1-minute load average before and after shows how much other work shared the machine.
+        results = {"load_average_start": round(os.getloadavg()[0], 1)}
+        results.update(measure_dag(work, args.dag_images, model_spec))
         if args.run_images:
             results.update(measure_run(work, args.run_images, model_spec, args.cores))
+        results["load_average_end"] = round(os.getloadavg()[0], 1)
     print(f"model: {model_spec if not model_spec.startswith('local-dir:') else 'tiny random model (local-dir)'}")
     for name, value in results.items():
         print(f"{name}: {value}")

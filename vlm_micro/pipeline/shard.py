@@ -1,8 +1,9 @@
 """Process one shard: a list of images labelled by one job with one model load.
 
 The workflow writes a shard file (JSON) per shard with the results folder, the
-labelling settings and the images; :func:`process_shard` labels the images one by one
-and writes the shard manifest last, atomically, as the job's declared output.
+labelling settings, the report settings and the images; :func:`process_shard` labels
+the images one by one, hands each finished image to a background process that writes
+its report, and writes the shard manifest last, atomically, as the job's declared output.
 
 An image whose status file records ``ok`` with the same settings checksum, path and
 model weights checksum is reused without reading it again, so a rerun after a killed
@@ -11,6 +12,7 @@ job only labels what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -123,7 +125,8 @@ class ShardContext:
         return {"spec": spec, "name": self._model.name, "checksum": self._model.checksum}
 
 
-def shard_payload(shard_id: str, out: str, settings: dict, entries: list[ImageEntry], log_path: str = "") -> dict:
+def shard_payload(shard_id: str, out: str, settings: dict, entries: list[ImageEntry], log_path: str = "",
+                  report: dict | None = None) -> dict:
     """Return the content of a shard file (see :func:`process_shard`)."""
     return {
         "version": SHARD_FILE_VERSION,
@@ -131,17 +134,21 @@ def shard_payload(shard_id: str, out: str, settings: dict, entries: list[ImageEn
         "out": str(out),
         "log": str(log_path),
         "settings": settings,
+        "report": report,
         "images": [entry.to_dict() for entry in entries],
     }
 
 
-def write_shard_file(path: str | Path, shard_id: str, out: str, settings: dict, entries: list, log_path: str = "") -> None:
+def write_shard_file(path: str | Path, shard_id: str, out: str, settings: dict, entries: list, log_path: str = "",
+                     report: dict | None = None) -> None:
     """Write the shard file that ``vlm-micro process-shard`` reads, atomically.
 
     ``entries`` contains :class:`ImageEntry` objects or their ``to_dict()`` form.
+    ``report`` is the ``report`` section of the configuration. With it, the shard also
+    writes the report and exports of each image. Without it, the shard writes no reports.
     """
     entries = [entry if isinstance(entry, ImageEntry) else ImageEntry.from_dict(entry) for entry in entries]
-    write_json(Path(path), shard_payload(shard_id, out, settings, entries, log_path))
+    write_json(Path(path), shard_payload(shard_id, out, settings, entries, log_path, report))
 
 
 def read_shard_file(path: str | Path) -> dict:
@@ -192,16 +199,17 @@ def reusable_status(out: Path, entry: ImageEntry, checksum: str, model_checksum:
 
 
 def process_shard(shard_file: str | Path, manifest_path: str | Path, threads: int | None = None) -> dict:
-    """Label every image of a shard file and write the shard manifest.
+    """Label every image of a shard file, write their reports and write the shard manifest.
 
     Parameters
     ----------
     shard_file : path-like
         JSON written by :func:`write_shard_file`: ``shard`` (id), ``out`` (results
         folder), ``settings`` (labels path and the model, read, tiling and labeling
-        sections of the config) and ``images`` (image_id, path, pixel_size_um, metadata).
+        sections of the config), ``report`` (the report section, or null for no
+        reports) and ``images`` (image_id, path, pixel_size_um, metadata).
     manifest_path : path-like
-        Where the manifest goes; written after every image is done.
+        Where the manifest goes; written after every image and report is done.
     threads : int, optional
         torch threads for inference.
 
@@ -209,41 +217,64 @@ def process_shard(shard_file: str | Path, manifest_path: str | Path, threads: in
     -------
     dict
         The manifest: one entry per image with its status and error, counts, the model,
-        the settings checksum and timings (``labelling_s`` sums the per-image times).
+        the settings checksum and timings (``labelling_s`` sums the per-image times,
+        ``report_s`` the time the background process spent writing reports).
 
     Raises
     ------
     VlmMicroError
-        When the shard file or the settings are invalid, the model cannot be loaded or
-        an output cannot be written. Any other failure of an image is written to
-        that image's status file, and the shard goes on.
+        When the shard file or the settings are invalid, the model cannot be loaded,
+        an output cannot be written or a report fails. Any other failure of an image
+        is written to that image's status file, and the shard goes on.
+
+    Notes
+    -----
+    Reports are written in a background process (see
+    :class:`vlm_micro.pipeline.reports.ReportWriter`) while the next images are
+    labelled. Failed and reused images get a report too. The settings checksum that
+    decides reuse does not cover the report section, so changing it rewrites the
+    reports without labelling again.
     """
     payload = read_shard_file(shard_file)
     started, start = utc_now(), time.perf_counter()
     context = ShardContext.from_settings(payload["out"], payload["settings"], threads, payload.get("log", ""))
     model_checksum = weights_checksum(context.settings["model"]["spec"])
-    images = []
-    for entry in (ImageEntry.from_dict(item) for item in payload["images"]):
-        status = reusable_status(context.out, entry, context.checksum, model_checksum)
-        reused = status is not None
-        if reused:
-            log.info("image %s: reusing the result of an earlier run", entry.image_id)
-        else:
-            # Loaded here, outside the per-image error handling, so that a model that
-            # cannot be loaded fails the job instead of every image.
-            context.labeler()
-            status = process_image(entry, context)
-        images.append(
-            {"image_id": entry.image_id, "status": status["status"], "error": status["error"],
-             "reused": reused, "elapsed_s": status.get("elapsed_s")}
-        )
-    manifest = shard_manifest(payload["shard"], images, context, started, time.perf_counter() - start)
+    report = payload.get("report")
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if report is not None:
+            from vlm_micro.pipeline.reports import ReportWriter, report_config
+
+            writer = stack.enter_context(ReportWriter(context.out, report_config(report, context.settings)))
+        images = [_process_entry(entry, context, model_checksum, writer) for entry in
+                  (ImageEntry.from_dict(item) for item in payload["images"])]
+        if writer is not None:
+            writer.wait()
+    manifest = shard_manifest(payload["shard"], images, context, started, time.perf_counter() - start, writer)
     write_json(Path(manifest_path), manifest)
     return manifest
 
 
-def shard_manifest(shard_id: str, images: list[dict], context: ShardContext, started: str, elapsed_s: float) -> dict:
-    """Return the manifest written at the end of a shard."""
+def _process_entry(entry: ImageEntry, context: ShardContext, model_checksum: str | None, writer) -> dict:
+    """Label one image of the shard, or reuse its earlier result, and queue its report."""
+    status = reusable_status(context.out, entry, context.checksum, model_checksum)
+    reused = status is not None
+    if reused:
+        log.info("image %s: reusing the result of an earlier run", entry.image_id)
+    else:
+        # Loaded here, outside the per-image error handling, so that a model that
+        # cannot be loaded fails the job instead of every image.
+        context.labeler()
+        status = process_image(entry, context)
+    if writer is not None:
+        writer.submit(entry.image_id)
+    return {"image_id": entry.image_id, "status": status["status"], "error": status["error"],
+            "reused": reused, "elapsed_s": status.get("elapsed_s")}
+
+
+def shard_manifest(shard_id: str, images: list[dict], context: ShardContext, started: str, elapsed_s: float,
+                   writer=None) -> dict:
+    """Return the manifest written at the end of a shard; ``writer`` is its ReportWriter, if any."""
     labelled = [image for image in images if not image["reused"]]
     return {
         "shard": shard_id,
@@ -260,4 +291,6 @@ def shard_manifest(shard_id: str, images: list[dict], context: ShardContext, sta
         "elapsed_s": round(elapsed_s, 3),
         "model_load_s": round(context.model_load_s, 3),
         "labelling_s": round(sum(image["elapsed_s"] or 0.0 for image in labelled), 3),
+        "n_reports": writer.n_written if writer is not None else 0,
+        "report_s": round(writer.report_s, 3) if writer is not None else 0.0,
     }

@@ -19,6 +19,7 @@ _EXPORTS = {
     "ResultsError": "vlm_micro.reporting.results",
     "list_image_ids": "vlm_micro.reporting.results",
     "load_image_result": "vlm_micro.reporting.results",
+    "read_image_list": "vlm_micro.reporting.results",
     "ReportSettings": "vlm_micro.reporting.settings",
     "report_paths": "vlm_micro.reporting.image_report",
     "write_image_report": "vlm_micro.reporting.image_report",

@@ -27,11 +27,20 @@ def register(subparsers) -> None:
     summarize = subparsers.add_parser(
         "summarize",
         help="write images.tsv, conditions.tsv, the merged tables and index.html of a finished run",
-        description="Summarise every image of a run: OUT/images.tsv, OUT/conditions.tsv, "
-        "OUT/tables/tiles.parquet (and cells.parquet), OUT/index.html.",
+        description="Summarise the images of a run: OUT/images.tsv, OUT/conditions.tsv, "
+        "OUT/tables/tiles.parquet (and cells.parquet), OUT/index.html. Without --image-list or "
+        "--image-id, every image with a status file in OUT is included, also those left by "
+        "earlier runs on the same folder with other images.",
     )
     summarize.add_argument("--results", required=True, type=Path, metavar="OUT",
                            help="output folder of the run")
+    images = summarize.add_mutually_exclusive_group()
+    images.add_argument("--image-list", nargs="+", type=Path, metavar="JSON", dest="image_lists",
+                        help="JSON files that name the images to include, in order: a list of image ids, or an "
+                        "object whose 'images' entries have an 'image_id' (the shard files and manifests of the "
+                        "workflow). An image without a status file is listed as failed")
+    images.add_argument("--image-id", nargs="+", metavar="ID", dest="image_ids",
+                        help="images to include, in order")
     _add_config_argument(summarize)
     summarize.set_defaults(func=run_summarize)
 
@@ -69,9 +78,12 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_summarize(args: argparse.Namespace) -> int:
     """Handle ``vlm-micro summarize``: write the run tables and index.html and print its path."""
-    from vlm_micro.reporting import write_run_summary
+    from vlm_micro.reporting import read_image_list, write_run_summary
 
     config = load_report_config(args.config, args.results)
-    paths = write_run_summary(args.results, config)
+    image_ids = args.image_ids
+    if args.image_lists:
+        image_ids = list(dict.fromkeys(image_id for path in args.image_lists for image_id in read_image_list(path)))
+    paths = write_run_summary(args.results, config, image_ids)
     print(paths["index"])
     return 0

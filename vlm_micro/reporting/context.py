@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,8 @@ class ReportContext:
     examples : dict
         Class name to its most confident :class:`GalleryTile` objects.
     anomalies : list of GalleryTile
-        The tiles with the highest anomaly scores, in decreasing order.
+        The tiles with the highest anomaly scores, in decreasing order. A tile that is
+        also an example is the same object in both lists.
     generated : str
         Time the report was made, ISO 8601 in UTC.
     """
@@ -54,6 +56,8 @@ class ReportContext:
     examples: dict[str, list[GalleryTile]] = field(default_factory=dict)
     anomalies: list[GalleryTile] = field(default_factory=list)
     generated: str = ""
+    # Gallery tile id to (tile, PNG bytes); the tile is kept so that its id is not reused.
+    _tile_pngs: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def classes(self) -> list[str]:
@@ -68,13 +72,29 @@ class ReportContext:
         """Name of the unit that one row of the tile table labels (tiles or cells), for axis labels and legends."""
         return "cells" if self.view["placement"] == "cells" else "tiles"
 
-    @property
+    @cached_property
     def n_planes(self) -> int:
         tiles = self.result.tiles
         if tiles is None or tiles.empty:
             return 1
         columns = [name for name in ("series", "frame") if name in tiles]
         return max(1, len(tiles[columns].drop_duplicates())) if columns else 1
+
+    @cached_property
+    def panels(self):
+        """The overlay, heat map and composition figures, drawn on first use (a ReportPanels)."""
+        from vlm_micro.reporting.panels import render_panels
+
+        return render_panels(self)
+
+    def tile_png(self, tile: GalleryTile) -> bytes:
+        """Return the PNG of a gallery tile as shown in the HTML report, encoded once per tile."""
+        from vlm_micro.reporting.figures import rgb_png
+
+        key = id(tile)
+        if key not in self._tile_pngs:
+            self._tile_pngs[key] = (tile, rgb_png(tile.rgb))
+        return self._tile_pngs[key][1]
 
 
 def nominal_tile_px(result: ImageResult) -> int:
@@ -104,11 +124,14 @@ def build_context(result: ImageResult, settings: ReportSettings, read_config: di
     raster = plane_raster(plane_tiles, result.cells, shape, placement, nominal_tile_px(result)) if shape else None
     all_tiles = result.tiles if result.tiles is not None else pd.DataFrame()
     reader = TileReader(result, read_config)
+    # A tile among both the examples and the anomalies is read once. Index labels
+    # identify rows only when they are unique.
+    cache = {} if all_tiles.index.is_unique else None
     examples = {
-        name: read_gallery(result, rows, reader)
+        name: read_gallery(result, rows, reader, cache)
         for name, rows in select_examples(all_tiles, result.class_names, settings.gallery_per_class).items()
     }
-    anomalies = read_gallery(result, select_anomalies(all_tiles, settings.top_anomalies), reader)
+    anomalies = read_gallery(result, select_anomalies(all_tiles, settings.top_anomalies), reader, cache)
     generated = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     return ReportContext(result, settings, image_stats(result), view, raster, examples, anomalies, generated)
 

@@ -1,9 +1,9 @@
 """Figures of the per-image report: label overlay, anomaly heat map, composition chart.
 
-Each ``draw_*`` function draws into a given matplotlib Axes, so the HTML report (one
-figure per panel) and the one-page PDF (all panels on one A4 figure) share the drawing
-code. Figures are built with :class:`matplotlib.figure.Figure` directly, never with
-pyplot, so no global state or GUI backend is involved.
+Each ``draw_*`` function draws into a given matplotlib Axes. :mod:`vlm_micro.reporting.panels`
+lays them out as figures, which are drawn once and shared by the HTML report and the
+one-page PDF. Figures are built with :class:`matplotlib.figure.Figure` directly, never
+with pyplot, so no global state or GUI backend is involved.
 """
 
 from __future__ import annotations
@@ -41,16 +41,23 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def rgb_png(rgb: np.ndarray, side_px: int = 128) -> bytes:
-    """Encode an RGB uint8 tile as PNG, scaled so its longer side is ``side_px``."""
+def display_tile(rgb: np.ndarray, side_px: int = 128) -> np.ndarray:
+    """Scale an RGB uint8 tile so its longer side is ``side_px``: nearest neighbour up, Lanczos down."""
     from PIL import Image
 
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), mode="RGB")
     scale = side_px / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS
+    return np.asarray(image.resize(size, resample))
+
+
+def rgb_png(rgb: np.ndarray, side_px: int = 128) -> bytes:
+    """Encode an RGB uint8 tile as PNG, scaled so its longer side is ``side_px``."""
+    from PIL import Image
+
     buffer = io.BytesIO()
-    image.resize(size, resample).save(buffer, format="PNG")
+    Image.fromarray(display_tile(rgb, side_px), mode="RGB").save(buffer, format="PNG", compress_level=3)
     return buffer.getvalue()
 
 
@@ -184,9 +191,9 @@ def draw_heatmap(ax, view: dict, raster: TileRaster, threshold: float | None):
     return mappable
 
 
-def add_score_colorbar(fig: Figure, ax, mappable, threshold: float | None) -> None:
-    """Add a horizontal 0-1 colour bar below ``ax`` with the anomaly threshold marked."""
-    colorbar = fig.colorbar(mappable, ax=ax, orientation="horizontal", fraction=0.05, pad=0.03)
+def add_score_colorbar(fig: Figure, cax, mappable, threshold: float | None) -> None:
+    """Draw a horizontal 0-1 colour bar into the axes ``cax`` with the anomaly threshold marked."""
+    colorbar = fig.colorbar(mappable, cax=cax, orientation="horizontal")
     colorbar.set_ticks([0, 0.25, 0.5, 0.75, 1.0])
     colorbar.set_label("anomaly score (0 = normal, 1 = anomalous)", fontsize=8)
     colorbar.ax.tick_params(labelsize=7)

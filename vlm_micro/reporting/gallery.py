@@ -204,6 +204,21 @@ def crop_thumbnail(thumbnail: np.ndarray | None, shape: tuple[int, int] | None, 
     return out
 
 
-def read_gallery(result: ImageResult, tiles: pd.DataFrame, reader: TileReader) -> list[GalleryTile]:
-    """Read every tile of ``tiles`` with ``reader``, in order."""
-    return [reader.read(row) for _, row in tiles.iterrows()]
+def read_gallery(result: ImageResult, tiles: pd.DataFrame, reader: TileReader,
+                 cache: dict | None = None) -> list[GalleryTile]:
+    """Read every tile of ``tiles`` with ``reader``, in order.
+
+    ``cache`` maps index labels of the tile table to tiles read before. Rows found
+    there are not read again, and rows read now are added. Pass it only when the
+    index labels are unique.
+    """
+    out = []
+    for label, row in tiles.iterrows():
+        if cache is not None and label in cache:
+            out.append(cache[label])
+            continue
+        tile = reader.read(row)
+        if cache is not None:
+            cache[label] = tile
+        out.append(tile)
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from vlm_micro.reporting import figures
 from vlm_micro.reporting.context import ReportContext, nominal_tile_px
@@ -16,8 +15,8 @@ def maps_section(ctx: ReportContext) -> str:
     """Return the colour overlay of cell types and the anomaly heat map, side by side."""
     if ctx.raster is None:
         return "<h2>Where each cell type was predicted</h2>\n<p>The image size is unknown, so no map can be drawn.</p>"
-    overlay = figures.data_uri(figures.figure_png(_overlay_figure(ctx)))
-    heatmap = figures.data_uri(figures.figure_png(_heatmap_figure(ctx)))
+    overlay = figures.data_uri(ctx.panels.overlay.png)
+    heatmap = figures.data_uri(ctx.panels.heatmap.png)
     return (
         "<h2>Where each cell type was predicted, and where anomalies are</h2>\n"
         '<div class="figures">'
@@ -27,30 +26,6 @@ def maps_section(ctx: ReportContext) -> str:
         f"<figcaption>{esc(_heatmap_caption(ctx))}</figcaption></figure>"
         "</div>"
     )
-
-
-def _figure_size(shape: tuple[int, int], width: float = 6.0) -> tuple[float, float]:
-    aspect = shape[0] / max(1, shape[1])
-    return width, min(10.0, max(2.5, width * aspect))
-
-
-def _overlay_figure(ctx: ReportContext) -> Figure:
-    fig = Figure(figsize=_figure_size(ctx.view["shape"]))
-    ax = fig.add_subplot()
-    figures.draw_overlay(ax, ctx.view, ctx.raster, ctx.colors, ctx.classes)
-    ax.set_title("Predicted cell type", fontsize=11)
-    handles = figures.overlay_legend_handles(ctx.stats, ctx.colors, ctx.classes, ctx.unit)
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8, frameon=False)
-    return fig
-
-
-def _heatmap_figure(ctx: ReportContext) -> Figure:
-    fig = Figure(figsize=_figure_size(ctx.view["shape"]))
-    ax = fig.add_subplot()
-    mappable = figures.draw_heatmap(ax, ctx.view, ctx.raster, ctx.settings.anomaly_threshold)
-    ax.set_title("Anomaly score", fontsize=11)
-    figures.add_score_colorbar(fig, ax, mappable, ctx.settings.anomaly_threshold)
-    return fig
 
 
 def _overlay_caption(ctx: ReportContext) -> str:
@@ -74,9 +49,7 @@ def _heatmap_caption(ctx: ReportContext) -> str:
 def composition_section(ctx: ReportContext) -> str:
     """Return the composition chart and the table of counts, shares and uncertain counts."""
     stats, classes, colors = ctx.stats, ctx.classes, ctx.colors
-    fig = Figure(figsize=(6.0, 0.45 * len(classes) + 1.0))
-    figures.draw_composition(fig.add_subplot(), stats, colors, classes, ctx.unit)
-    chart = figures.data_uri(figures.figure_png(fig))
+    chart = figures.data_uri(ctx.panels.composition.png)
     # Detected cells get their own column only when they differ from the labelled units.
     with_cells = bool(stats["cell_counts"]) and stats["cell_counts"] != stats["counts"]
     header = ["cell type", ctx.unit, "share", "of which uncertain"] + (["cells detected"] if with_cells else [])
@@ -153,7 +126,7 @@ def _card(tile: GalleryTile, ctx: ReportContext, mode: str) -> str:
         title = f"anomaly score {score}<br>{kind or 'anomalous'}"
     else:
         title = f"{label}, probability {probability}"
-    image = (img_tag(figures.data_uri(figures.rgb_png(tile.rgb)), f"tile {row.get('tile_id')}")
+    image = (img_tag(figures.data_uri(ctx.tile_png(tile)), f"tile {row.get('tile_id')}")
              if tile.rgb is not None else '<p class="caption">pixels unavailable</p>')
     where = f"tile {esc(row.get('tile_id'))} at x {int(row['x']):,}, y {int(row['y']):,} px"
     if ctx.n_planes > 1:

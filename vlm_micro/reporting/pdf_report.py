@@ -5,6 +5,10 @@ title and how to read the labels, the cell-type overlay and the anomaly heat map
 composition chart, image metadata and QC, the most anomalous tiles, one example per cell
 type and the provenance. Everything is drawn on one matplotlib figure saved once, so the
 file always has exactly one page.
+
+The overlay, heat map and composition chart are the figures drawn for the HTML report,
+placed as images at about 150 pixels per inch, and each gallery row is one image of its
+tiles side by side. Only the text is drawn here, and it stays selectable in the PDF.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
@@ -23,6 +28,11 @@ from vlm_micro.reporting.results import DEMO_MODEL_NAME, ImageResult
 
 A4_PORTRAIT_IN = (8.27, 11.69)
 GALLERY_SLOTS = 8  # tiles per gallery row on the page
+GALLERY_TILE_PX = 128  # side of a tile in the gallery row images, about 155 pixels per inch on the page
+# Boxes (left, bottom, width, height) in figure coordinates of the placed figures.
+OVERLAY_BOX = (0.04, 0.475, 0.44, 0.40)
+HEATMAP_BOX = (0.53, 0.475, 0.44, 0.40)
+COMPOSITION_BOX = (0.04, 0.255, 0.44, 0.195)
 
 
 def plain(text) -> str:
@@ -106,22 +116,33 @@ def _title(fig: Figure, result: ImageResult, lines: list[str]) -> None:
 
 
 def _maps(fig: Figure, ctx: ReportContext) -> None:
-    overlay_ax = fig.add_axes((0.04, 0.57, 0.44, 0.30))
-    figures.draw_overlay(overlay_ax, ctx.view, ctx.raster, ctx.colors, ctx.classes)
-    overlay_ax.set_title("Predicted cell type (hatched = uncertain)", fontsize=9)
-    handles = figures.overlay_legend_handles(ctx.stats, ctx.colors, ctx.classes, ctx.unit)
-    overlay_ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=6,
-                      frameon=False)
-    heat_ax = fig.add_axes((0.53, 0.57, 0.44, 0.30))
-    mappable = figures.draw_heatmap(heat_ax, ctx.view, ctx.raster, ctx.settings.anomaly_threshold)
-    heat_ax.set_title("Anomaly score (cyan outline = anomalous)", fontsize=9)
-    figures.add_score_colorbar(fig, heat_ax, mappable, ctx.settings.anomaly_threshold)
+    _place_image(fig, ctx.panels.overlay.rgb, ctx.panels.overlay.size_in, OVERLAY_BOX)
+    _place_image(fig, ctx.panels.heatmap.rgb, ctx.panels.heatmap.size_in, HEATMAP_BOX)
 
 
 def _composition(fig: Figure, ctx: ReportContext) -> None:
-    ax = fig.add_axes((0.14, 0.29, 0.32, 0.17))
-    figures.draw_composition(ax, ctx.stats, ctx.colors, ctx.classes, ctx.unit)
-    ax.set_title("Composition", fontsize=9)
+    left, bottom, width, height = COMPOSITION_BOX
+    fig.text(left + width / 2, bottom + height + 0.006, "Composition", fontsize=9, ha="center", va="bottom")
+    _place_image(fig, ctx.panels.composition.rgb, ctx.panels.composition.size_in, COMPOSITION_BOX)
+
+
+def _place_image(fig: Figure, rgb: np.ndarray, size_in: tuple[float, float],
+                 box: tuple[float, float, float, float], anchor_top: bool = True):
+    """Show ``rgb`` in ``box`` (figure coordinates), as large as fits with its aspect ratio kept.
+
+    The image is centred horizontally and put at the top of the box (at the bottom when
+    ``anchor_top`` is false). It is embedded at its own resolution, without resampling.
+    """
+    fig_width, fig_height = fig.get_size_inches()
+    left, bottom, width, height = box
+    scale = min(1.0, width * fig_width / size_in[0], height * fig_height / size_in[1])
+    image_width = size_in[0] * scale / fig_width
+    image_height = size_in[1] * scale / fig_height
+    image_bottom = bottom + height - image_height if anchor_top else bottom
+    ax = fig.add_axes((left + (width - image_width) / 2, image_bottom, image_width, image_height))
+    ax.imshow(rgb, interpolation="none")
+    ax.set_axis_off()
+    return ax
 
 
 def _facts(fig: Figure, ctx: ReportContext) -> None:
@@ -168,19 +189,40 @@ def _pct(value):
 
 
 def _gallery_row(fig: Figure, bottom: float, title: str, tiles: list) -> None:
+    """Show up to :data:`GALLERY_SLOTS` tiles side by side as one image, with a caption under each."""
     fig.text(0.04, bottom + 0.087, title, fontsize=8.5, fontweight="bold")
     if not tiles:
         fig.text(0.04, bottom + 0.04, "none", fontsize=7.5, color="#555555")
         return
-    width = 0.92 / GALLERY_SLOTS
-    for slot, (tile, caption) in enumerate(tiles):
-        ax = fig.add_axes((0.04 + slot * width, bottom + 0.012, width * 0.9, 0.07))
-        ax.imshow(tile_rgb_or_blank(tile), interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_aspect("equal")
-        ax.text(0.5, -0.04, plain(textwrap.shorten(caption, 24, placeholder="…")), transform=ax.transAxes,
-                ha="center", va="top", fontsize=6)
+    fig_width, fig_height = fig.get_size_inches()
+    slot = 0.92 / GALLERY_SLOTS  # figure width per tile
+    side_in = min(slot * 0.9 * fig_width, 0.07 * fig_height)
+    pitch_px = round(GALLERY_TILE_PX * slot * fig_width / side_in)
+    strip = np.full((GALLERY_TILE_PX, pitch_px * (len(tiles) - 1) + GALLERY_TILE_PX, 3), 255, dtype=np.uint8)
+    for position, (tile, _) in enumerate(tiles):
+        square = _framed_square(tile_rgb_or_blank(tile))
+        strip[:, position * pitch_px : position * pitch_px + GALLERY_TILE_PX] = square
+    strip_in = (strip.shape[1] * side_in / GALLERY_TILE_PX, side_in)
+    first_centre = 0.04 + slot * 0.45
+    left = first_centre - side_in / fig_width / 2
+    _place_image(fig, strip, strip_in, (left, bottom + 0.012, strip_in[0] / fig_width, 0.07), anchor_top=False)
+    caption_top = bottom + 0.012 + (0.07 - side_in / fig_height) / 2 - 0.003
+    pitch = pitch_px * side_in / GALLERY_TILE_PX / fig_width  # the rounded pitch, in figure coordinates
+    for position, (_, caption) in enumerate(tiles):
+        fig.text(first_centre + position * pitch, caption_top, plain(textwrap.shorten(caption, 24, placeholder="…")),
+                 ha="center", va="top", fontsize=6)
+
+
+def _framed_square(rgb: np.ndarray) -> np.ndarray:
+    """Return the tile centred on a white :data:`GALLERY_TILE_PX` square, framed by a thin dark line."""
+    pixels = figures.display_tile(rgb, GALLERY_TILE_PX)
+    square = np.full((GALLERY_TILE_PX, GALLERY_TILE_PX, 3), 255, dtype=np.uint8)
+    top = (GALLERY_TILE_PX - pixels.shape[0]) // 2
+    left = (GALLERY_TILE_PX - pixels.shape[1]) // 2
+    square[top : top + pixels.shape[0], left : left + pixels.shape[1]] = pixels
+    square[[0, -1], :] = 40
+    square[:, [0, -1]] = 40
+    return square
 
 
 def _provenance(fig: Figure, result: ImageResult) -> None:

@@ -137,6 +137,38 @@ def list_image_ids(results_dir: str | Path) -> list[str]:
     return sorted(path.stem for path in status_dir.glob("*.json") if not path.name.startswith("."))
 
 
+def read_image_list(path: str | Path) -> list[str]:
+    """Read the image ids listed by a JSON file, in order.
+
+    The file holds a list of image ids, or an object whose ``images`` list has objects
+    with an ``image_id`` (the shard files and shard manifests of the workflow).
+
+    Raises
+    ------
+    ResultsError
+        When the file is missing, is not JSON or has neither form.
+    """
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"image list not found: {path}; pass an existing JSON file to --image-list") from None
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read image list {path}: {exc}") from exc
+    entries = payload.get("images") if isinstance(payload, dict) else payload
+    if not isinstance(entries, list):
+        raise ResultsError(
+            f"image list {path}: expected a JSON list of image ids or an object with an 'images' list"
+        )
+    image_ids = []
+    for position, entry in enumerate(entries):
+        image_id = entry.get("image_id") if isinstance(entry, dict) else entry
+        if not isinstance(image_id, str) or not image_id:
+            raise ResultsError(f"image list {path}: entry {position} has no image id (got {entry!r})")
+        image_ids.append(image_id)
+    return image_ids
+
+
 def check_image_id(image_id: str) -> str:
     """Return ``image_id`` unchanged, or raise ResultsError when it cannot be a file name."""
     if not image_id or image_id in (".", "..") or "/" in image_id or "\\" in image_id or "\x00" in image_id:

@@ -28,7 +28,8 @@ def write_run_summary(results_dir: str | Path, config: dict | None = None,
     config : dict, optional
         The run's configuration. ``report.csv`` adds CSV copies of the merged tables.
     image_ids : list of str, optional
-        Images to include. Default: every image with a status file.
+        Images to include, in this order. Default: every image with a status file,
+        which includes images that earlier runs on the same folder left behind.
 
     Returns
     -------
@@ -38,8 +39,8 @@ def write_run_summary(results_dir: str | Path, config: dict | None = None,
 
     Notes
     -----
-    An image whose status file is unreadable is listed as failed with the reason, so
-    the summary always has one row per status file.
+    An image whose status file is missing or unreadable is listed as failed with the
+    reason, so the summary always has one row per image.
     """
     results_dir = Path(results_dir)
     settings = ReportSettings.from_config(config)

@@ -3,7 +3,6 @@
 # The image list is built when the DAG is built: from the sample sheet when the
 # config sets one, else from the images folder or glob. Images are split, in order,
 # into shards of workflow.shard_size; one labelling job handles one shard.
-import json
 import os
 import subprocess
 import sys
@@ -95,19 +94,6 @@ def write_config_file(path, values):
 
     header = "# Effective configuration of this run, with every default filled in.\n"
     write_text(path, header + yaml.safe_dump(values, sort_keys=False))
-
-
-def report_images(image_ids, config_path, marker, log_path):
-    """Write the reports of some images, then a marker file that lists them."""
-    run_vlm_micro(
-        ["report", "--results", OUT, "--config", config_path, "--image-id", *image_ids],
-        log_path,
-    )
-    reports = [out(f"reports/{image_id}.html") for image_id in image_ids]
-    write_text(
-        marker,
-        json.dumps({"image_ids": image_ids, "reports": reports}, indent=2) + "\n",
-    )
 
 
 def _annotations(section):

@@ -11,9 +11,11 @@ rule effective_config:
         write_config_file(output[0], params.values)
 
 
-# The image list and labelling settings of one shard, as the JSON file that
-# `vlm-micro process-shard` reads. It is rewritten when the images of the shard or
-# the labelling settings change, which makes the shard run again.
+# The image list, labelling settings and report settings of one shard, as the JSON
+# file that `vlm-micro process-shard` reads. It is rewritten when the images of the
+# shard or the settings change, which makes the shard run again. Images labelled
+# with the same labelling settings are reused, so a change of the report settings
+# only rewrites the reports.
 rule shard_image_list:
     output:
         out("shards/{shard}.images.json"),
@@ -23,6 +25,7 @@ rule shard_image_list:
     params:
         images=get_shard_entries,
         settings=SETTINGS,
+        report=config["report"],
         job_log=lambda wildcards: out(f"logs/label/{wildcards.shard}.log"),
     run:
         write_shard_file(
@@ -32,12 +35,15 @@ rule shard_image_list:
             params.settings,
             params.images,
             params.job_log,
+            params.report,
         )
 
 
-# Label the images of one shard: the model is loaded once, each image gets its
-# tables, thumbnail and status file, and a failing image fails alone. The manifest
-# is written last.
+# Label the images of one shard and write their reports: the model is loaded once,
+# each image gets its tables, thumbnail and status file, and a failing image fails
+# alone. A background process writes the HTML (and PDF) report and the exports of
+# each finished image, failed ones included, while the next image is labelled. The
+# manifest is written last.
 rule label_shard:
     input:
         images=out("shards/{shard}.images.json"),

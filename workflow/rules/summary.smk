@@ -1,9 +1,9 @@
-# Run-level tables and the index page that links every report.
-# NOTE: `vlm-micro summarize` lists every status file in the results folder, so images
-# of an earlier run on the same folder with another image list are included too.
+# Run-level tables and the index page that links every report. The shard manifests
+# list the images of this run, so images that an earlier run with another image list
+# left in the results folder are not included.
 rule summary:
     input:
-        reports=expand(out("shards/{shard}.reports.json"), shard=SHARDS),
+        manifests=expand(out("shards/{shard}.manifest.json"), shard=SHARDS),
         config=out("config.yaml"),
     output:
         images=report(
@@ -30,4 +30,15 @@ rule summary:
         out("logs/summary.log"),
     localrule: True
     run:
-        run_vlm_micro(["summarize", "--results", OUT, "--config", input.config], log[0])
+        run_vlm_micro(
+            [
+                "summarize",
+                "--results",
+                OUT,
+                "--config",
+                input.config,
+                "--image-list",
+                *input.manifests,
+            ],
+            log[0],
+        )
