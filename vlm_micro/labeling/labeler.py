@@ -180,7 +180,8 @@ class Labeler:
                                                         TOP_ANOMALY_PROMPTS), dtype=object),
         }
 
-    def label_view(self, view, tiles_df: pd.DataFrame, tile_size_px: int, batch_size: int | None = None) -> pd.DataFrame:
+    def label_view(self, view, tiles_df: pd.DataFrame, tile_size_px: int, batch_size: int | None = None,
+                   on_batch=None) -> pd.DataFrame:
         """Label every tile of a tile table, reading the next batches while the model runs.
 
         Parameters
@@ -192,6 +193,10 @@ class Labeler:
             Tile side at the target pixel size.
         batch_size : int, optional
             Tiles per forward pass, by default ``settings.batch_size`` or else 64.
+        on_batch : callable, optional
+            Called as ``on_batch(positions, tiles)`` with each uint8 batch in the reading
+            thread, before preprocessing; the pipeline measures tile QC here so that every
+            tile is read once.
 
         Returns
         -------
@@ -209,6 +214,8 @@ class Labeler:
 
         def prepared():
             for positions, tiles in iter_tile_batches(view, tiles_df, tile_size_px, batch_size):
+                if on_batch is not None:
+                    on_batch(positions, tiles)
                 yield positions, zero_shot.tiles_to_tensor(tiles, self.loaded.image_size, self.loaded.mean, self.loaded.std)
 
         # Embeddings are collected and scored once per view, because building a pandas table

@@ -151,14 +151,17 @@ def _label_image(entry: ImageEntry, context, record: dict):
 
 def _label_views(entry: ImageEntry, context, record: dict, views: list):
     from vlm_micro.labeling import summarize_image
-    from vlm_micro.tiling import plan_tiles
+    from vlm_micro.tiling import TileQCAccumulator, apply_tile_qc, plan_tiles
 
     labeler = context.labeler()
     target_um, tile_px = context.target_pixel_size_um, context.tile_size_px
     tile_tables, cell_tables, qcs = [], [], []
     for view in views:
-        plan = plan_tiles(view, context.tile_settings, target_um, tile_px)
-        predictions = labeler.label_view(view, plan.tiles, tile_px, context.batch_size)
+        # QC is measured on the batches that labelling reads, so each tile is decoded once.
+        plan = plan_tiles(view, context.tile_settings, target_um, tile_px, measure_qc=False)
+        accumulator = TileQCAccumulator(view, plan.tiles, tile_px)
+        predictions = labeler.label_view(view, plan.tiles, tile_px, context.batch_size, on_batch=accumulator.add)
+        apply_tile_qc(plan, accumulator.focus, accumulator.saturated_fraction, context.tile_settings)
         tile_tables.append(tile_table(entry.image_id, view.plane, plan.tiles, predictions))
         if plan.cells is not None:
             cell_tables.append(with_plane_columns(plan.cells, entry.image_id, view.plane))
