@@ -38,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_DIR = REPO_ROOT / "workflow"
 SCHEMA_DIR = WORKFLOW_DIR / "schemas"
 DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
+DEFAULT_LABELS = REPO_ROOT / "config" / "labels.yaml"
 
 # Longest first, so that "a.ome.tif" loses ".ome.tif" and not only ".tif".
 SUPPORTED_EXTENSIONS = (
@@ -225,6 +226,10 @@ def validate_config(config: dict, source: str = "config", *, check_files: bool =
     """Validate a config mapping against the schema and return it with defaults filled in."""
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: expected a mapping of config keys, got {type(config).__name__}")
+    if "labels" not in config:
+        # The schema's relative default only exists when the run starts in the source tree;
+        # a config without labels gets the bundled vocabulary wherever it runs.
+        config = {**config, "labels": str(DEFAULT_LABELS)}
     config = validate_against_schema(config, "config", source)
     if check_files:
         check_config_files(config, source)
@@ -324,9 +329,11 @@ def resolve_paths(config: dict, base_dir: str | os.PathLike) -> dict:
     for key in ("images", "sample_sheet", "out", "labels"):
         if isinstance(out.get(key), str):
             out[key] = _resolve_one(out[key], base)
+    if isinstance(out.get("images"), list):
+        out["images"] = [_resolve_one(p, base) if isinstance(p, str) else p for p in out["images"]]
     sections = {name: out.get(name) for name in ("model", "labeling", "finetune", "evaluate")}
-    if isinstance(sections["model"], dict):
-        sections["model"]["spec"] = _resolve_spec_path(sections["model"].get("spec"), base)
+    if isinstance(sections["model"], dict) and "spec" in sections["model"]:
+        sections["model"]["spec"] = _resolve_spec_path(sections["model"]["spec"], base)
     labeling = sections["labeling"]
     if isinstance(labeling, dict):
         if isinstance(labeling.get("text_cache"), str):
@@ -337,7 +344,8 @@ def resolve_paths(config: dict, base_dir: str | os.PathLike) -> dict:
         section = sections[name]
         if not isinstance(section, dict):
             continue
-        section[spec_key] = _resolve_spec_path(section.get(spec_key), base)
+        if spec_key in section:
+            section[spec_key] = _resolve_spec_path(section[spec_key], base)
         for key in ("annotations", "out"):
             if isinstance(section.get(key), str):
                 section[key] = _resolve_one(section[key], base)
@@ -469,7 +477,8 @@ def list_images(config: dict) -> list[ImageEntry]:
     """Return the images of a run, from the sample sheet when one is set, else from ``images``."""
     if config.get("sample_sheet"):
         return load_sample_sheet(config["sample_sheet"])
-    paths = expand_images(config["images"])
+    specs = config["images"] if isinstance(config["images"], list) else [config["images"]]
+    paths = sorted({path for spec in specs for path in expand_images(spec)})
     return [ImageEntry(image_id, str(path)) for image_id, path in zip(derive_image_ids(paths), paths)]
 
 

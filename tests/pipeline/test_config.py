@@ -203,3 +203,18 @@ def test_checksum_ignores_report_and_paths(minimal):
     assert first == config_checksum(labelling_settings(other), "v1")
     assert first != config_checksum(labelling_settings(changed), "v1")
     assert first != config_checksum(labelling_settings(config), "v2")
+
+
+def test_partial_model_section_keeps_defaults(tmp_path, minimal):
+    values = {key: value for key, value in minimal.items() if key != "model"}
+    values["model"] = {"device": "cpu"}
+    config = load_config(write_config(tmp_path, values), base_dir=tmp_path, check_files=False, check_settings=False)
+    assert config["model"]["device"] == "cpu"
+    assert config["model"]["spec"] == "builtin:demo"
+
+
+def test_config_without_labels_uses_bundled(tmp_path, minimal, monkeypatch):
+    values = {key: value for key, value in minimal.items() if key != "labels"}
+    monkeypatch.chdir(tmp_path)
+    config = load_config(write_config(tmp_path, values), base_dir=tmp_path, check_settings=False)
+    assert Path(config["labels"]) == Path(__file__).resolve().parents[2] / "config" / "labels.yaml"

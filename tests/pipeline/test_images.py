@@ -196,3 +196,12 @@ def test_shards_split_in_order():
 def test_shards_reject_zero_size():
     with pytest.raises(ConfigError, match="shard_size"):
         shard_images([], 0)
+
+
+def test_list_images_from_several_specs(tmp_path):
+    # A glob that the shell expanded arrives as several file names.
+    for name in ("a.tif", "b.tif", "c.png"):
+        (tmp_path / name).write_bytes(b"")
+    config = {"sample_sheet": None, "images": [str(tmp_path / "a.tif"), str(tmp_path / "*.png"), str(tmp_path / "a.tif")]}
+    entries = list_images(config)
+    assert [Path(entry.path).name for entry in entries] == ["a.tif", "c.png"]

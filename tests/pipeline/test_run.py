@@ -42,6 +42,13 @@ def test_unwritable_folder_rejected(tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_results_path_that_is_file_rejected(tmp_path):
+    blocker = tmp_path / "results"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        check_writable(blocker)
+
+
 def test_lock_written_and_released(tmp_path):
     with run_lock(tmp_path) as lock:
         content = json.loads((tmp_path / LOCK_NAME).read_text())

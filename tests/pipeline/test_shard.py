@@ -148,3 +148,13 @@ def test_model_load_error_fails_shard(tmp_path, small_images, tiny_model_dir, la
     with pytest.raises(ModelLoadError, match="model folder not found"):
         run_shard(config)
     assert not (tmp_path / "out" / "status").exists()
+
+
+def test_few_tiles_get_sample_size_warning():
+    from vlm_micro.pipeline.image import with_sample_size_warning
+
+    warned = with_sample_size_warning({"n_tiles": 1, "warnings": ["pixel size unknown"]})
+    assert warned["warnings"][0] == "pixel size unknown"
+    assert warned["warnings"][1].startswith("only 1 tile labelled")
+    assert with_sample_size_warning({"n_tiles": 40, "warnings": []})["warnings"] == []
+    assert with_sample_size_warning({"n_tiles": 0, "warnings": []})["warnings"] == []

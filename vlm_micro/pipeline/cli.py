@@ -29,7 +29,11 @@ def register(subparsers) -> None:
         description="Label a folder or glob of images (or a sample sheet) with the workflow and write reports. "
         "Exit status: 0 all images labelled, 3 some images failed (see OUT/images.tsv), 1 error.",
     )
-    run.add_argument("--images", help="folder or glob pattern of images (quote globs); replaces the config's images and sample_sheet")
+    run.add_argument(
+        "--images", nargs="+", metavar="PATH",
+        help="image folders, files or glob patterns (a glob the shell expanded works too); "
+        "replaces the config's images and sample_sheet",
+    )
     run.add_argument("--sample-sheet", help="tab-separated sample sheet (columns path, image_id, condition, replicate, pixel_size_um)")
     run.add_argument("--out", help="results folder (required without --config)")
     run.add_argument("--config", help="config YAML (default: config/config.yaml of vlm-micro, paths relative to its repository)")
@@ -71,7 +75,8 @@ def _add_workflow_arguments(parser: argparse.ArgumentParser) -> None:
 def _overrides(args) -> dict:
     overrides = {}
     if args.images:
-        overrides.update(images=args.images, sample_sheet=None)
+        images = args.images[0] if len(args.images) == 1 else list(args.images)
+        overrides.update(images=images, sample_sheet=None)
     if args.sample_sheet:
         overrides["sample_sheet"] = args.sample_sheet
     if args.out:

@@ -173,7 +173,7 @@ def _label_views(entry: ImageEntry, context, record: dict, views: list):
     thumbnail = first.thumbnail(context.tile_settings.thumbnail_px)
     record.update(
         plane={**plane_record(first.plane), "modality": first.modality, "shape": list(first.shape)},
-        qc=merge_qc(qcs),
+        qc=with_sample_size_warning(merge_qc(qcs)),
         summary=summarize_image(tiles, cells, context.vocabulary),
         pixel_size_um=first.pixel_size_um,
         uncalibrated=first.pixel_size_um is None,
@@ -218,6 +218,20 @@ def tile_table(image_id: str, plane: dict, tiles: pd.DataFrame, predictions: pd.
     overlap = [name for name in predictions.columns if name in tiles.columns]
     joined = pd.concat([tiles.reset_index(drop=True), predictions.drop(columns=overlap).reset_index(drop=True)], axis=1)
     return with_plane_columns(joined, image_id, plane)
+
+
+# Below this many labelled tiles, fractions of an image say little about its content.
+MIN_TILES_FOR_COMPOSITION = 5
+
+
+def with_sample_size_warning(qc: dict) -> dict:
+    """Add a QC warning when an image has so few labelled tiles that its composition is anecdotal."""
+    n_tiles = int(qc.get("n_tiles") or 0)
+    if 0 < n_tiles < MIN_TILES_FOR_COMPOSITION:
+        warning = (f"only {n_tiles} tile{'s' if n_tiles != 1 else ''} labelled, so the composition and anomaly "
+                   f"rate of this image rest on very few tiles; check the pixel size and the foreground threshold")
+        qc = {**qc, "warnings": [*(qc.get("warnings") or []), warning]}
+    return qc
 
 
 def merge_qc(qcs: list[dict]) -> dict:

@@ -78,7 +78,7 @@ class ReportWriter:
     def __enter__(self) -> "ReportWriter":
         level = logging.getLogger("vlm_micro").getEffectiveLevel()
         self._pool = ProcessPoolExecutor(
-            max_workers=1,
+            max_workers=int(__import__("os").environ.get("VLM_REPORT_WORKERS", "1")),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_configure_worker_logging,
             initargs=(level,),

@@ -56,6 +56,8 @@ def check_writable(out: Path) -> None:
     OutputError
         When the folder cannot be created or written (read-only, full disk, no permission).
     """
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"results folder {out} is a file, not a folder; choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{uuid.uuid4().hex}"

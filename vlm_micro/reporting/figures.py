@@ -57,7 +57,7 @@ def rgb_png(rgb: np.ndarray, side_px: int = 128) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(display_tile(rgb, side_px), mode="RGB").save(buffer, format="PNG", compress_level=3)
+    Image.fromarray(display_tile(rgb, side_px), mode="RGB").save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 

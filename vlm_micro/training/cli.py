@@ -55,8 +55,8 @@ def register(subparsers) -> None:
     demo.add_argument("--out", metavar="DIR", required=True, help="model folder to write, e.g. vlm_micro/models/demo")
     demo.add_argument("--seed", type=int, default=None,
                       help="seed of the synthetic training data and the training (default: 1000)")
-    demo.add_argument("--n-images", type=int, default=None, help="synthetic training images (default: 160)")
-    demo.add_argument("--epochs", type=int, default=None, help="maximum training epochs (default: 12)")
+    demo.add_argument("--n-images", type=int, default=None, help="synthetic training images (default: 240)")
+    demo.add_argument("--epochs", type=int, default=None, help="maximum training epochs (default: 24)")
     demo.add_argument("--eval-seed", type=int, default=None, help="seed of the held-out evaluation images (default: 7)")
     demo.add_argument("--eval-images", type=int, default=None, help="held-out evaluation images (default: 40)")
     demo.add_argument("--work-dir", metavar="DIR", default=None,

@@ -52,12 +52,12 @@ class DemoSettings:
     """Data and recipe of the demo model."""
 
     seed: int = 1000  # synthetic training data and training; held-out data uses eval_seed
-    n_images: int = 160  # 512 x 512 px synthetic images, about 60 annotated tiles each
-    epochs: int = 12
+    n_images: int = 240  # 512 x 512 px synthetic images, about 60 annotated tiles each
+    epochs: int = 24
     batch_size: int = 128
     learning_rate: float = 1e-3
     warmup_fraction: float = 0.05
-    patience: int = 4
+    patience: int = 5
     val_fraction: float = 0.15
     eval_seed: int = 7
     eval_images: int = 40
@@ -174,7 +174,8 @@ def train_demo(out: str | Path, settings: DemoSettings, vocabulary: Vocabulary, 
     train, val = data.subset(train_rows), data.subset(val_rows)
     bank = build_caption_bank(vocabulary, loaded.tokenizer)
     result = train_contrastive(loaded, vocabulary, bank, train, val, settings.train_settings(),
-                               checkpoint_dir=work / f"checkpoints-seed{settings.seed}", progress=progress,
+                               checkpoint_dir=work / f"checkpoints-seed{settings.seed}-threads{settings.threads}",
+                               progress=progress,
                                on_step=on_step)
     temperatures = fit_model_temperatures(loaded, vocabulary, val)
 
