@@ -12,10 +12,10 @@ export TRANSFORMERS_OFFLINE := 1
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)
