@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 # Rules whose jobs must run on the cluster; the others are local rules.
-CLUSTER_RULES = ("label_shard", "report_shard")
+CLUSTER_RULES = ("label_shard",)
 TIMING_COLUMNS = ["elapsed_s"]
 
 

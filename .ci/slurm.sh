@@ -155,7 +155,7 @@ stop_started() {
 
 write_run_config() {
     # The bundled config with shards of 4 images, so the 10 demo images make 3
-    # labelling and 3 report jobs.
+    # labelling jobs, which also write the reports.
     cat >"$WORK/config.yaml" <<EOF
 sample_sheet: demo_data/images.tsv
 labels: config/labels.yaml

@@ -11,8 +11,9 @@ Prints ``name: value`` lines:
   record. ``workflow_overhead_ratio`` is the wall time of the whole run (labelling,
   reports, summary, Snakemake and process starts) over that sum.
   ``run_label_jobs_s`` sums the wall times of the labelling jobs from Snakemake's
-  benchmark files, and ``run_report_s`` the time their background processes spent
-  writing reports, which overlaps with labelling.
+  benchmark files, ``run_report_s`` the time their background processes spent
+  writing reports, which overlaps with labelling, and ``run_report_wait_s`` the time
+  the labelling jobs waited for those reports after their last image.
 
 Usage: python benchmarks/scale.py [--dag-images N] [--run-images N] [--cores N] [--model SPEC]
 """
@@ -130,6 +131,7 @@ def measure_run(work: Path, n_images: int, model_spec: str, cores: int) -> dict:
         "run_model_load_s": round(sum(manifest["model_load_s"] for manifest in manifests), 1),
         "run_label_jobs_s": round(job_seconds(out, "label"), 1),
         "run_report_s": round(sum(manifest.get("report_s", 0.0) for manifest in manifests), 1),
+        "run_report_wait_s": round(sum(manifest.get("report_wait_s", 0.0) for manifest in manifests), 1),
         "workflow_overhead_ratio": round(wall / labelling, 2) if labelling else float("nan"),
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,9 +42,9 @@ def run_config(tmp_path_factory, model_spec) -> Path:
     return path
 
 
-def vlm_micro_run(images: Path, out: Path, config: Path, **popen) -> subprocess.Popen:
+def vlm_micro_run(images: Path, out: Path, config: Path, *extra: str, **popen) -> subprocess.Popen:
     command = [sys.executable, "-m", "vlm_micro", "run", "--images", str(images), "--out", str(out),
-               "--config", str(config), "--cores", "2"]
+               "--config", str(config), "--cores", "2", *extra]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
@@ -104,6 +105,22 @@ def test_rerun_reuses_everything(finished_run, small_images, run_config):
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 3, stderr[-3000:]
     assert "Nothing to be done" in stderr
+
+
+def test_summary_leaves_out_images_of_earlier_runs(finished_run, small_images, run_config):
+    out, *_ = finished_run
+    status = json.loads((out / "status" / "broken.json").read_text(encoding="utf-8"))
+    stale = out / "status" / "from_earlier_run.json"
+    stale.write_text(json.dumps(dict(status, image_id="from_earlier_run")), encoding="utf-8")
+    try:
+        process = vlm_micro_run(small_images, out, run_config, "--", "--forcerun", "summary")
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 3, stderr[-3000:]
+        image_ids = read_images_tsv(out)["image_id"].tolist()
+        assert "from_earlier_run" not in image_ids
+        assert len(image_ids) == 3
+    finally:
+        stale.unlink()
 
 
 def test_snakemake_report(finished_run, tmp_path):

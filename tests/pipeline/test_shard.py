@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from vlm_micro.config import labelling_settings, list_images, validate_config
-from vlm_micro.errors import ModelLoadError
+from vlm_micro.errors import ModelLoadError, VlmMicroError
 from vlm_micro.pipeline.shard import process_shard, write_shard_file
 
 STATUS_KEYS = {
@@ -27,10 +27,11 @@ def make_config(images: Path, out: Path, model_dir: Path, labels: Path, **sectio
     return validate_config(values, source="test")
 
 
-def run_shard(config: dict, name: str = "shard_0000") -> dict:
+def run_shard(config: dict, name: str = "shard_0000", report: dict | None = None) -> dict:
     out = Path(config["out"])
     shard_file = out / "shards" / f"{name}.images.json"
-    write_shard_file(shard_file, name, str(out), labelling_settings(config), list_images(config), str(out / "label.log"))
+    write_shard_file(shard_file, name, str(out), labelling_settings(config), list_images(config), str(out / "label.log"),
+                     report)
     return process_shard(shard_file, out / "shards" / f"{name}.manifest.json", threads=1)
 
 
@@ -112,6 +113,35 @@ def test_rerun_reuses_finished_images(first_run, tmp_path):
     assert manifest["n_failed"] == 1
 
 
+def test_shard_writes_report_of_every_image(first_run, tmp_path):
+    config, _ = first_run
+    out = tmp_path / "copy"
+    shutil.copytree(config["out"], out)
+    manifest = run_shard(dict(config, out=str(out)), report={"pdf": False})
+    assert manifest["n_reused"] == 2
+    assert manifest["n_reports"] == 3
+    assert manifest["report_s"] > 0
+    for item in manifest["images"]:
+        assert (out / "reports" / f"{item['image_id']}.html").is_file(), item["image_id"]
+        assert (out / "exports" / f"{item['image_id']}.geojson").is_file(), item["image_id"]
+    assert not list((out / "reports").glob("*.pdf"))  # the report section reaches the worker
+
+
+def test_failed_report_fails_shard(first_run, tmp_path):
+    config, manifest = first_run
+    out = tmp_path / "copy"
+    shutil.copytree(config["out"], out)
+    (out / "shards" / "shard_0000.manifest.json").unlink()
+    image_id = next(i["image_id"] for i in manifest["images"] if i["status"] == "ok")
+    (out / "tables" / "tiles" / f"{image_id}.parquet").write_bytes(b"not a parquet file")
+    with pytest.raises(VlmMicroError, match=f"could not be written, first '{image_id}'"):
+        run_shard(dict(config, out=str(out)), report={"pdf": False})
+    assert not (out / "shards" / "shard_0000.manifest.json").exists()
+    others = [i["image_id"] for i in manifest["images"] if i["image_id"] != image_id]
+    for other in others:
+        assert (out / "reports" / f"{other}.html").is_file(), other
+
+
 def test_changed_settings_relabel(first_run, tmp_path, small_images, tiny_model_dir, labels_file):
     config, _ = first_run
     out = tmp_path / "copy"
@@ -158,3 +188,14 @@ def test_few_tiles_get_sample_size_warning():
     assert warned["warnings"][1].startswith("only 1 tile labelled")
     assert with_sample_size_warning({"n_tiles": 40, "warnings": []})["warnings"] == []
     assert with_sample_size_warning({"n_tiles": 0, "warnings": []})["warnings"] == []
+
+
+def test_report_worker_imports_no_torch():
+    import subprocess
+    import sys
+
+    script = ("import sys; import vlm_micro.pipeline.reports as reports; reports._import_reporting(); "
+              "import vlm_micro.reporting.pdf_report; print('torch' in sys.modules)")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "False"

@@ -1,9 +1,10 @@
 """Classification, ranking and calibration metrics on plain arrays.
 
-Written with numpy only, so evaluation does not need scikit-learn. The definitions follow
-scikit-learn's: macro-F1 averages the per-class F1 over the classes that occur in the
-truth or the predictions, balanced accuracy is the mean recall over the classes that
-occur in the truth, and AUROC is the Mann-Whitney statistic with ties counted as one half.
+Written with numpy and scipy only, so evaluation does not need scikit-learn. The
+definitions follow scikit-learn's. Macro-F1 averages the per-class F1 over the classes
+that occur in the truth or the predictions. Balanced accuracy is the mean recall over
+the classes that occur in the truth. AUROC is the Mann-Whitney statistic with ties
+counted as one half.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def expected_calibration_error(confidence, correct, n_bins: int = 15) -> float:
         return float("nan")
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    # Bin k holds confidences in (k/n_bins, (k+1)/n_bins]; confidence 0 goes to bin 0.
+    # Bin k covers confidences in (k/n_bins, (k+1)/n_bins], and confidence 0 goes to bin 0.
     bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
     error = 0.0
     for k in range(n_bins):

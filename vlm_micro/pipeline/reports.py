@@ -71,6 +71,7 @@ class ReportWriter:
     out: Path
     config: dict
     report_s: float = 0.0  # seconds the worker spent writing reports
+    wait_s: float = 0.0  # seconds :meth:`wait` waited for reports after the last image was submitted
     n_written: int = 0
     _futures: dict[str, Future] = field(default_factory=dict, repr=False)
     _pool: ProcessPoolExecutor | None = field(default=None, repr=False)
@@ -78,7 +79,7 @@ class ReportWriter:
     def __enter__(self) -> "ReportWriter":
         level = logging.getLogger("vlm_micro").getEffectiveLevel()
         self._pool = ProcessPoolExecutor(
-            max_workers=int(__import__("os").environ.get("VLM_REPORT_WORKERS", "1")),
+            max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_configure_worker_logging,
             initargs=(level,),
@@ -104,6 +105,7 @@ class ReportWriter:
             error. The other reports are written all the same.
         """
         failures = []
+        start = time.perf_counter()
         for image_id, future in self._futures.items():
             try:
                 self.report_s += future.result()
@@ -112,6 +114,7 @@ class ReportWriter:
                 log.error("report of image %s failed: %s: %s", image_id, type(exc).__name__, exc)
                 failures.append((image_id, exc))
         self._futures.clear()
+        self.wait_s += time.perf_counter() - start
         if failures:
             image_id, exc = failures[0]
             raise VlmMicroError(

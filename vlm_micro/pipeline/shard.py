@@ -218,7 +218,8 @@ def process_shard(shard_file: str | Path, manifest_path: str | Path, threads: in
     dict
         The manifest: one entry per image with its status and error, counts, the model,
         the settings checksum and timings (``labelling_s`` sums the per-image times,
-        ``report_s`` the time the background process spent writing reports).
+        ``report_s`` the time the background process spent writing reports and
+        ``report_wait_s`` the time the shard waited for it after the last image).
 
     Raises
     ------
@@ -293,4 +294,5 @@ def shard_manifest(shard_id: str, images: list[dict], context: ShardContext, sta
         "labelling_s": round(sum(image["elapsed_s"] or 0.0 for image in labelled), 3),
         "n_reports": writer.n_written if writer is not None else 0,
         "report_s": round(writer.report_s, 3) if writer is not None else 0.0,
+        "report_wait_s": round(writer.wait_s, 3) if writer is not None else 0.0,
     }

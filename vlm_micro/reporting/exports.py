@@ -78,42 +78,56 @@ def geojson_features(result: ImageResult, tiles: pd.DataFrame) -> list[dict]:
     rings = _cell_rings(tiles, result.cells) if placement == "cells" else _tile_rings(tiles)
     uncertain = bool_column(tiles, "uncertain")
     anomalous = bool_column(tiles, "is_anomalous")
-    prob_columns = [column for column in tiles.columns if column.startswith("prob_")]
+    measurements = _measurement_rows(tiles)
+    tile_ids = tiles["tile_id"].tolist() if "tile_id" in tiles else list(range(len(tiles)))
+    labels = tiles["cell_type"].astype(str).tolist() if "cell_type" in tiles else [""] * len(tiles)
+    kinds, top3 = (_text_column(tiles, name) for name in ("anomaly_kind", "cell_type_top3"))
+    object_type = "detection" if placement == "cells" else "tile"
+    noun = placement[:-1] if placement.endswith("s") else placement
     features = []
-    for position, (_, row) in enumerate(tiles.iterrows()):
-        label = str(row.get("cell_type", ""))
-        measurements = _measurements(row, prob_columns)
-        measurements["uncertain"] = int(uncertain[position])
-        measurements["is_anomalous"] = int(anomalous[position])
-        object_id = uuid.uuid5(uuid.NAMESPACE_URL, f"vlm-micro:{result.image_id}:{row.get('tile_id', position)}")
+    for position, (tile_id, label) in enumerate(zip(tile_ids, labels)):
+        values = measurements[position]
+        values["uncertain"] = int(uncertain[position])
+        values["is_anomalous"] = int(anomalous[position])
+        object_id = uuid.uuid5(uuid.NAMESPACE_URL, f"vlm-micro:{result.image_id}:{tile_id}")
         features.append({
             "type": "Feature",
             "id": str(object_id),
             "geometry": {"type": "Polygon", "coordinates": [rings[position]]},
             "properties": {
-                "objectType": "detection" if placement == "cells" else "tile",
-                "name": f"{placement[:-1] if placement.endswith('s') else placement} {row.get('tile_id', position)}",
+                "objectType": object_type,
+                "name": f"{noun} {tile_id}",
                 "classification": {"name": label, "color": hex_to_rgb(colors.get(label, "#808080"))},
                 "isLocked": False,
-                "measurements": measurements,
-                "metadata": {"anomaly_kind": str(row.get("anomaly_kind") or ""),
-                             "cell_type_top3": str(row.get("cell_type_top3") or "")},
+                "measurements": values,
+                "metadata": {"anomaly_kind": kinds[position], "cell_type_top3": top3[position]},
             },
         })
     return features
 
 
-def _measurements(row: pd.Series, prob_columns: list[str]) -> dict:
-    out = {}
+def _text_column(tiles: pd.DataFrame, name: str) -> list[str]:
+    """Return a column as text, with an empty string for missing and empty values."""
+    if name not in tiles:
+        return [""] * len(tiles)
+    return [str(value or "") for value in tiles[name].tolist()]
+
+
+def _measurement_rows(tiles: pd.DataFrame) -> list[dict]:
+    """Return the QuPath measurements of each tile row: finite numbers only, ids as integers."""
+    prob_columns = [column for column in tiles.columns if column.startswith("prob_")]
+    columns = []
     for column, name in list(MEASUREMENT_COLUMNS) + [(column, column) for column in prob_columns]:
-        value = row.get(column)
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
+        if column not in tiles:
             continue
-        if math.isfinite(number):
-            out[name] = int(number) if column in ("tile_id", "cell_id") else round(number, 6)
-    return out
+        values = pd.to_numeric(tiles[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        columns.append((name, column in ("tile_id", "cell_id"), values))
+    rows = [{} for _ in range(len(tiles))]
+    for name, is_id, values in columns:
+        for position in np.flatnonzero(np.isfinite(values)):
+            number = values[position]
+            rows[position][name] = int(number) if is_id else round(float(number), 6)
+    return rows
 
 
 def _tile_rings(tiles: pd.DataFrame) -> list[list[list[float]]]:

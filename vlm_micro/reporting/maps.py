@@ -56,9 +56,9 @@ def points(value: float) -> int:
 
 @functools.lru_cache(maxsize=None)
 def font(size_pt: float, bold: bool = False) -> ImageFont.FreeTypeFont:
-    """Return DejaVu Sans (bold or regular) from matplotlib's data folder at ``size_pt`` points."""
+    """Return DejaVu Sans (bold or regular) from matplotlib's data folder at ``size_pt`` points, in whole pixels."""
     name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
-    return ImageFont.truetype(str(Path(get_data_path()) / "fonts" / "ttf" / name), size_pt * DPI / 72)
+    return ImageFont.truetype(str(Path(get_data_path()) / "fonts" / "ttf" / name), round(size_pt * DPI / 72))
 
 
 def nice_length(value: float) -> float:
@@ -142,7 +142,7 @@ def _boundary(index: np.ndarray, width: int) -> np.ndarray:
     return edge & (index >= 0)
 
 
-def _hatch(size: tuple[int, int]) -> np.ndarray:
+def hatch_mask(size: tuple[int, int]) -> np.ndarray:
     """Return a mask of lines rising to the right ("////"), :data:`HATCH_PERIOD_PX` apart."""
     rows, cols = np.indices(size)
     return (rows + cols) % HATCH_PERIOD_PX < 2
@@ -182,14 +182,11 @@ def overlay_map(grid: MapGrid, view: dict, colors: dict[str, str], classes: list
 
         under = grid.index[inside]
         _blend(image, inside, tile_rgb[under], alpha[under])
-        outline = np.zeros(grid.size, dtype=bool)
-        if view["placement"] == "cells":
-            outline = _boundary(grid.index, 1)
         hatched = inside.copy()
         hatched[inside] = uncertain[under] & known[under]
-        outline |= _boundary(grid.index, 1) & hatched
-        lines = outline | (hatched & _hatch(grid.size))
-        lines &= inside
+        edges = _boundary(grid.index, 1)
+        outline = edges if view["placement"] == "cells" else edges & hatched
+        lines = (outline | (hatched & hatch_mask(grid.size))) & inside
         if lines.any():
             line_tiles = grid.index[lines]
             visible = known[line_tiles]
@@ -319,11 +316,11 @@ def _legend_image(entries: list[tuple[str, str | None]], max_width: int) -> Imag
 
 
 def _hatched_swatch(image: Image.Image, box: tuple[int, int, int, int]) -> None:
+    """Draw the legend swatch of uncertain tiles: black hatching and frame on white."""
     left, top, right, bottom = box
-    pixels = np.asarray(image).copy()
-    patch = pixels[top : bottom + 1, left : right + 1]
-    patch[_hatch(patch.shape[:2])] = 0
-    image.paste(Image.fromarray(pixels))
+    region = np.asarray(image.crop((left, top, right + 1, bottom + 1))).copy()
+    region[hatch_mask(region.shape[:2])] = 0
+    image.paste(Image.fromarray(region), (left, top))
     ImageDraw.Draw(image).rectangle(box, outline="black")
 
 

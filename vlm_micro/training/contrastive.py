@@ -311,9 +311,10 @@ def _optimizer_step(loaded, bank, train, rows, images, captions, settings, optim
     scale = model.logit_scale.exp()
     class_index = torch.from_numpy(train.class_index[rows])
     state_index = torch.from_numpy(train.state_index[rows])
-    positives = positive_mask(bank.groups[torch.from_numpy(unique)], class_index, state_index,
-                              bank.n_classes).to(loaded.device)
-    is_class_caption = bank.groups[torch.from_numpy(unique)] < bank.n_classes
+    caption_groups = bank.groups[torch.from_numpy(unique)]
+    positives = positive_mask(caption_groups, class_index, state_index, bank.n_classes).to(loaded.device)
+    is_class_caption = (caption_groups < bank.n_classes).to(loaded.device)
+    class_index, state_index = class_index.to(loaded.device), state_index.to(loaded.device)
 
     loss = image_features.new_zeros(())
     parts = ((class_index >= 0, is_class_caption, 1.0), (state_index >= 0, ~is_class_caption, settings.state_loss_weight))

@@ -136,7 +136,7 @@ def finetune(settings: FinetuneSettings, vocabulary: Vocabulary, read_settings=N
     reference = load_reference(settings, vocabulary, loaded, read_settings, progress)
 
     before = evaluate_split(loaded, vocabulary, val)
-    reference_before = validation_scores(loaded, vocabulary, reference) if reference else None
+    reference_before = evaluate_split(loaded, vocabulary, reference) if reference else None
     # Training and the sweep score with the learned logit scale; the base model's fitted
     # temperatures belong to its own weights.
     training_view = dataclasses.replace(loaded, meta=without_temperatures(loaded.meta))
@@ -175,7 +175,7 @@ def finetune(settings: FinetuneSettings, vocabulary: Vocabulary, read_settings=N
         summary["reference"] = {
             "annotations": str(settings.reference_annotations), "tiles": len(reference),
             "max_drop": settings.max_reference_drop, "before": reference_before,
-            "after": validation_scores(calibrated, vocabulary, reference),
+            "after": evaluate_split(calibrated, vocabulary, reference),
         }
     write_finetuned_model(loaded, out, vocabulary, summary, temperatures)
     if settings.resume:
