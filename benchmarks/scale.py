@@ -11,9 +11,15 @@ Prints ``name: value`` lines:
   record. ``workflow_overhead_ratio`` is the wall time of the whole run (labelling,
   reports, summary, Snakemake and process starts) over that sum.
   ``run_label_jobs_s`` sums the wall times of the labelling jobs from Snakemake's
-  benchmark files, ``run_report_s`` the time their background processes spent
-  writing reports, which overlaps with labelling, and ``run_report_wait_s`` the time
+  benchmark files. ``run_report_s`` is the time their background processes spent
+  writing reports, which overlaps with labelling. ``run_report_wait_s`` is the time
   the labelling jobs waited for those reports after their last image.
+- ``alone_labelling_per_image_s``: the images of the first shard labelled again by
+  ``vlm-micro process-shard`` without reports, so without a report process beside
+  the labelling. ``workflow_overhead_ratio_vs_alone`` is the run's wall time over the
+  number of images times that per-image time.
+- ``load_average_start``, ``load_average_end``: the machine's 1-minute load average,
+  to judge how much other work ran beside the benchmark.
 
 Usage: python benchmarks/scale.py [--dag-images N] [--run-images N] [--cores N] [--model SPEC]
 """
@@ -136,6 +142,28 @@ def measure_run(work: Path, n_images: int, model_spec: str, cores: int) -> dict:
     }
 
 
+def measure_labelling_alone(work: Path, out: Path, threads: int) -> dict:
+    """Label the first shard of the run again without reports, and compare the run's wall time with that.
+
+    The labelling jobs of the run write reports in a background process, which slows
+    labelling down where the cores are busy. This second pass labels the same images
+    into a new folder with no report process beside it.
+    """
+    payload = json.loads((out / "shards" / "shard_0000.images.json").read_text(encoding="utf-8"))
+    payload.update(out=str(work / "alone-out"), report=None)
+    shard_file = work / "alone.images.json"
+    shard_file.write_text(json.dumps(payload), encoding="utf-8")
+    manifest_path = work / "alone.manifest.json"
+    command = [sys.executable, "-m", "vlm_micro", "process-shard", str(shard_file), "--manifest", str(manifest_path),
+               "--threads", str(threads)]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=work)
+    if completed.returncode != 0:
+        raise SystemExit(f"process-shard failed with exit status {completed.returncode}: {completed.stderr[-2000:]}")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    return {"alone_images": manifest["n_images"],
+            "alone_labelling_per_image_s": round(manifest["labelling_s"] / manifest["n_images"], 2)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dag-images", type=int, default=2000, help="images of the dry run (default 2000)")
@@ -152,6 +180,12 @@ def main() -> int:
         results.update(measure_dag(work, args.dag_images, model_spec))
         if args.run_images:
             results.update(measure_run(work, args.run_images, model_spec, args.cores))
+            # The labelling jobs ran with workflow.threads threads, capped by --cores as Snakemake does.
+            effective = yaml.safe_load((work / "run-out" / "config.yaml").read_text(encoding="utf-8"))
+            threads = min(int(effective["workflow"]["threads"]), args.cores)
+            results.update(measure_labelling_alone(work, work / "run-out", threads))
+            alone = results["alone_labelling_per_image_s"] * args.run_images
+            results["workflow_overhead_ratio_vs_alone"] = round(results["run_wall_s"] / alone, 2)
         results["load_average_end"] = round(os.getloadavg()[0], 1)
     print(f"model: {model_spec if not model_spec.startswith('local-dir:') else 'tiny random model (local-dir)'}")
     for name, value in results.items():

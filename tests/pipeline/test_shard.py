@@ -30,8 +30,8 @@ def make_config(images: Path, out: Path, model_dir: Path, labels: Path, **sectio
 def run_shard(config: dict, name: str = "shard_0000", report: dict | None = None) -> dict:
     out = Path(config["out"])
     shard_file = out / "shards" / f"{name}.images.json"
-    write_shard_file(shard_file, name, str(out), labelling_settings(config), list_images(config), str(out / "label.log"),
-                     report)
+    write_shard_file(shard_file, name, str(out), labelling_settings(config), list_images(config),
+                     str(out / "label.log"), report)
     return process_shard(shard_file, out / "shards" / f"{name}.manifest.json", threads=1)
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from vlm_micro.errors import ConfigError
+from vlm_micro.reporting.charts import tick_step
 from vlm_micro.reporting.gallery import parse_scored_list, select_anomalies, select_examples
 from vlm_micro.reporting.html_common import esc, href
 from vlm_micro.reporting.html_report import readable_time
+from vlm_micro.reporting.maps import heatmap, map_grid, overlay_map
+from vlm_micro.reporting.pdf_report import _use_core_fonts
 from vlm_micro.reporting.rasters import grid_raster, grid_stride
 from vlm_micro.reporting.results import ImageResult, ResultsError, check_image_id, first_plane, plane_shape
 from vlm_micro.reporting.settings import ReportSettings
@@ -167,3 +171,61 @@ def test_href_percent_encodes_each_part():
 def test_readable_time():
     assert readable_time("2025-01-01T10:00:05+00:00") == "2025-01-01 10:00 UTC"
     assert readable_time("yesterday") == "yesterday"
+
+
+def two_tile_view(uncertain: bool = False, anomalous: bool = False) -> tuple[dict, object]:
+    """Return a report view of a 64 x 128 plane with two grid tiles side by side, and its raster."""
+    tiles = pd.DataFrame({
+        "y": [0, 0], "x": [0, 64], "height": [64, 64], "width": [64, 64],
+        "cell_type": ["lymphocyte", "tumor"], "uncertain": [False, uncertain],
+        "anomaly_score": [0.1, 0.9], "is_anomalous": [False, anomalous],
+    })
+    view = {"thumbnail": np.full((64, 128, 3), 128, dtype=np.uint8), "shape": (64, 128), "tiles": tiles,
+            "cells": None, "placement": "grid", "pixel_size_um": None}
+    return view, grid_raster(tiles, (64, 128), 64)
+
+
+def test_map_grid_looks_up_tile_per_pixel():
+    view, raster = two_tile_view()
+    grid = map_grid(raster, view["shape"])
+    height, width = grid.size
+    assert width == 2 * height
+    assert (grid.index[:, : width // 2] == 0).all()
+    assert (grid.index[:, width // 2 :] == 1).all()
+
+
+def test_overlay_map_hatches_only_uncertain_tiles():
+    colors = {"lymphocyte": "#1f77b4", "tumor": "#d62728"}
+    view, raster = two_tile_view(uncertain=True)
+    grid = map_grid(raster, view["shape"])
+    image = overlay_map(grid, view, colors, ["lymphocyte", "tumor"])
+    half = grid.size[1] // 2
+    tumor = np.all(image[:, half:] == (0xd6, 0x27, 0x28), axis=2)
+    lymphocyte = np.all(image[:, :half] == (0x1f, 0x77, 0xb4), axis=2)
+    assert tumor.mean() > 0.1  # hatch lines and outline in the full class colour
+    assert not lymphocyte.any()  # confident tiles are tinted, never painted over
+    assert image[5, 5, 2] > image[5, 5, 0]  # tinted towards the blue of lymphocyte
+
+
+def test_heatmap_outlines_only_flagged_tiles():
+    view, raster = two_tile_view(anomalous=True)
+    grid = map_grid(raster, view["shape"])
+    image = heatmap(grid, view)
+    half = grid.size[1] // 2
+    cyan = np.all(image == (0x00, 0xe5, 0xff), axis=2)
+    assert cyan[:, half:].any()
+    assert not cyan[:, :half].any()
+
+
+@pytest.mark.parametrize("maximum, step", [(1.25, 1.0), (6.25, 1.0), (26.25, 5.0), (125.0, 20.0), (1250.0, 200.0)])
+def test_tick_step(maximum, step):
+    assert tick_step(maximum) == step
+
+
+def test_pdf_core_fonts_only_for_windows_1252_text():
+    fig = Figure()
+    fig.text(0, 0, "size 512 × 512 px, 0.5 µm/px · 3 tiles – “ok”")
+    assert _use_core_fonts(fig) is True
+    assert fig.texts[0].get_fontweight() == "medium"
+    fig.text(0, 1, "condition: Контроль")
+    assert _use_core_fonts(fig) is False

@@ -204,3 +204,17 @@ def test_missing_plane_fails(tile_dataset, vocabulary):
     table = load_annotations(tile_dataset / "planes.csv", vocabulary)
     with pytest.raises(AnnotationError, match="no plane with series 3"):
         read_annotation_tiles(table, 64)
+
+
+def test_split_keys_on_file_not_image_id(tile_dataset, vocabulary):
+    from vlm_micro.training.data import build_tile_data, split_by_image
+
+    table = load_annotations(tile_dataset / "annotations.csv", vocabulary)
+    table.loc[table.index % 2 == 0, "image_id"] = "renamed"  # one file now appears under two ids
+    tiles = np.zeros((len(table), 2, 2, 3), np.uint8)
+    data = build_tile_data(table, tiles, ["fluorescence"] * len(table), vocabulary)
+    train, val = split_by_image(data.image_ids, data.class_index, 0.25, seed=0)
+    train_files = set(table.loc[train, "image_path"])
+    val_files = set(table.loc[val, "image_path"])
+    assert train_files.isdisjoint(val_files)
+    assert val_files

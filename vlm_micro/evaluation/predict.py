@@ -75,9 +75,9 @@ def zero_shot_scores(loaded, vocabulary: Vocabulary, tiles: np.ndarray, modaliti
     was_training = model.training
     model.eval()
     try:
-        image_embeddings = torch.cat(
-            [zero_shot.encode_tiles(loaded, tiles[start:start + batch_size]) for start in range(0, len(tiles), batch_size)]
-        ) if len(tiles) else torch.zeros((0, 1))
+        batches = [zero_shot.encode_tiles(loaded, tiles[start:start + batch_size])
+                   for start in range(0, len(tiles), batch_size)]
+        image_embeddings = torch.cat(batches) if batches else torch.zeros((0, 1))
         modalities = np.asarray(modalities, dtype=object)
         class_similarity = np.zeros((len(tiles), len(vocabulary.class_names)), dtype=np.float32)
         for modality in sorted(set(modalities)):

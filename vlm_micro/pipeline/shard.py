@@ -1,9 +1,10 @@
 """Process one shard: a list of images labelled by one job with one model load.
 
 The workflow writes a shard file (JSON) per shard with the results folder, the
-labelling settings, the report settings and the images; :func:`process_shard` labels
-the images one by one, hands each finished image to a background process that writes
-its report, and writes the shard manifest last, atomically, as the job's declared output.
+labelling settings, the report settings and the images. :func:`process_shard` labels
+the images one by one and hands each finished image to a background process that
+writes its report. It writes the shard manifest last, atomically, as the job's
+declared output.
 
 An image whose status file records ``ok`` with the same settings checksum, path and
 model weights checksum is reused without reading it again, so a rerun after a killed
@@ -217,9 +218,9 @@ def process_shard(shard_file: str | Path, manifest_path: str | Path, threads: in
     -------
     dict
         The manifest: one entry per image with its status and error, counts, the model,
-        the settings checksum and timings (``labelling_s`` sums the per-image times,
-        ``report_s`` the time the background process spent writing reports and
-        ``report_wait_s`` the time the shard waited for it after the last image).
+        the settings checksum and timings. ``labelling_s`` sums the per-image times,
+        ``report_s`` is the time the background process spent writing reports and
+        ``report_wait_s`` the time the shard waited for it after the last image.
 
     Raises
     ------

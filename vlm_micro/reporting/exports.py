@@ -82,6 +82,7 @@ def geojson_features(result: ImageResult, tiles: pd.DataFrame) -> list[dict]:
     tile_ids = tiles["tile_id"].tolist() if "tile_id" in tiles else list(range(len(tiles)))
     labels = tiles["cell_type"].astype(str).tolist() if "cell_type" in tiles else [""] * len(tiles)
     kinds, top3 = (_text_column(tiles, name) for name in ("anomaly_kind", "cell_type_top3"))
+
     object_type = "detection" if placement == "cells" else "tile"
     noun = placement[:-1] if placement.endswith("s") else placement
     features = []

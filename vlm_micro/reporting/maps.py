@@ -74,7 +74,7 @@ def nice_length(value: float) -> float:
 
 @dataclass(frozen=True)
 class MapGrid:
-    """Where the tiles of the first plane fall on the pixels of a map.
+    """Positions of the tiles of the first plane on the pixels of a map.
 
     Attributes
     ----------
@@ -122,7 +122,7 @@ def _background(thumbnail: np.ndarray | None, size: tuple[int, int], grey: bool)
     if thumbnail is None:
         return np.full((height, width, 3), float(BACKGROUND_GREY))
     image = Image.fromarray(np.ascontiguousarray(thumbnail, dtype=np.uint8), mode="RGB")
-    # Enlarged thumbnails keep sharp pixels; reduced ones are filtered against aliasing.
+    # Enlarged thumbnails keep sharp pixels, and reduced ones are filtered against aliasing.
     resample = Image.Resampling.NEAREST if width >= 2 * image.width else Image.Resampling.LANCZOS
     pixels = np.asarray(image.resize((width, height), resample), dtype=np.float32)
     if grey:
@@ -164,8 +164,8 @@ def overlay_map(grid: MapGrid, view: dict, colors: dict[str, str], classes: list
     """Return the map of predicted cell types: class colours over the thumbnail, uncertain tiles hatched.
 
     ``view`` contains ``thumbnail``, ``tiles`` (first plane), ``placement`` and
-    ``pixel_size_um``. Cells get a thin outline in their class colour, uncertain
-    tiles and cells one in their class colour over the hatching.
+    ``pixel_size_um``. Cells get a thin outline in their class colour. Uncertain
+    tiles and cells are hatched and outlined in their class colour.
     """
     image = _background(view["thumbnail"], grid.size, grey=False)
     tiles = view["tiles"]
@@ -240,16 +240,18 @@ def _with_scale_bar(image: np.ndarray, grid: MapGrid, pixel_size_um: float | Non
     return np.asarray(picture)
 
 
-def _canvas(map_image: np.ndarray, title: str, below_px: int) -> tuple[Image.Image, tuple[int, int]]:
+def _canvas(map_image: np.ndarray, title: str, below_px: int,
+            min_width: int = 0) -> tuple[Image.Image, tuple[int, int]]:
     """Put a map under its title on a white canvas with ``below_px`` free rows under it.
 
-    Returns the canvas and the (left, top) pixel of the map.
+    The canvas is at least ``min_width`` pixels wide. Returns the canvas and the
+    (left, top) pixel of the map.
     """
     height, width = map_image.shape[:2]
     title_font = font(TITLE_PT)
     title_height = title_font.getbbox(title)[3]
     top = PAD_PX + title_height + points(6)
-    canvas_width = max(round(FIGURE_WIDTH_IN * DPI), width + 2 * points(SIDE_IN * 72))
+    canvas_width = max(round(FIGURE_WIDTH_IN * DPI), width + 2 * points(SIDE_IN * 72), min_width)
     canvas = Image.new("RGB", (canvas_width, top + height + below_px + PAD_PX), "white")
     left = (canvas_width - width) // 2
     canvas.paste(Image.fromarray(map_image), (left, top))
@@ -280,7 +282,8 @@ def overlay_figure(grid: MapGrid, view: dict, stats: dict, colors: dict[str, str
     map_image = overlay_map(grid, view, colors, classes)
     entries = legend_entries(stats, colors, classes, unit)
     legend = _legend_image(entries, round(FIGURE_WIDTH_IN * DPI) - 2 * PAD_PX)
-    canvas, (_, top) = _canvas(map_image, OVERLAY_TITLE, points(4) + legend.height)
+    # A legend of very long class names makes the figure wider rather than being cut.
+    canvas, (_, top) = _canvas(map_image, OVERLAY_TITLE, points(4) + legend.height, legend.width + 2 * PAD_PX)
     canvas.paste(legend, ((canvas.width - legend.width) // 2, top + map_image.shape[0] + points(4)))
     return np.asarray(canvas)
 

@@ -16,7 +16,9 @@ import numpy as np
 from vlm_micro.reporting import charts, maps
 
 PANEL_DPI = maps.DPI  # pixels per inch of the figures; about 150 once placed on the PDF page
-PNG_COMPRESS_LEVEL = 1  # zlib level: a quarter of the time of the default level 6 for about 10 % larger files
+# zlib level of the PNG figures. On a 552 px map, level 1 took under a third of the time of
+# level 6 (the default) for a file about 10 % larger.
+PNG_COMPRESS_LEVEL = 1
 
 
 @dataclass(frozen=True)

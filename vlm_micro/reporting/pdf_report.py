@@ -83,10 +83,10 @@ def _save(fig: Figure, path: Path, result: ImageResult) -> None:
 def _use_core_fonts(fig: Figure) -> bool:
     """Decide whether the page's text can use the PDF core fonts (Helvetica, Courier).
 
-    The core fonts are not embedded, which saves about a quarter of the time of writing
-    the page, but they cover only the Windows-1252 characters. A page with any other
+    The core fonts are not embedded, which makes writing the page faster, but they
+    cover only the Windows-1252 characters. A page with any other
     character keeps DejaVu Sans, embedded. The regular core fonts have the weight
-    "medium" in matplotlib's font metrics, so text of weight "normal" asks for it,
+    "medium" in matplotlib's font metrics, so text of weight "normal" is set to it,
     which avoids a font warning per text.
     """
     try:

@@ -140,7 +140,7 @@ def list_image_ids(results_dir: str | Path) -> list[str]:
 def read_image_list(path: str | Path) -> list[str]:
     """Read the image ids listed by a JSON file, in order.
 
-    The file holds a list of image ids, or an object whose ``images`` list has objects
+    The file contains a list of image ids, or an object whose ``images`` list has objects
     with an ``image_id`` (the shard files and shard manifests of the workflow).
 
     Raises

@@ -30,6 +30,9 @@ class TileData:
         1 anomalous, 0 normal, -1 unknown.
     modalities : list of str
     image_ids : (n,) object ndarray
+        The image each tile comes from (its file path), the unit of the train and
+        validation split. The file path and not the table's ``image_id`` is used, so
+        one file listed under two ids can never land in both sets.
     """
 
     tiles: np.ndarray
@@ -60,7 +63,7 @@ def build_tile_data(table: pd.DataFrame, tiles: np.ndarray, modalities: list[str
     for row in np.flatnonzero(anomaly == 1):
         state_index[row] = kind_lookup.get(kinds[row], -1)
     return TileData(np.asarray(tiles), class_index, state_index, anomaly, list(modalities),
-                    table["image_id"].astype(str).to_numpy(dtype=object))
+                    table["image_path"].astype(str).to_numpy(dtype=object))
 
 
 def split_by_image(image_ids, class_index, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,9 +107,10 @@ def split_by_image(image_ids, class_index, val_fraction: float, seed: int) -> tu
     # Groups of one image contribute nothing above, so random whole images are added
     # until validation has at least two thirds of its share of the tiles.
     tiles_per_image = frame["image_id"].value_counts()
+    minimum_val_tiles = (2 / 3) * val_fraction * len(image_ids)
     for image_id in rng.permutation(np.array(images, dtype=object)):
-        enough = tiles_per_image[list(val_images)].sum() >= (2 / 3) * val_fraction * len(image_ids) if val_images else False
-        if enough or len(val_images) >= len(images) - 1:
+        val_tiles = tiles_per_image[list(val_images)].sum() if val_images else 0
+        if val_tiles >= minimum_val_tiles or len(val_images) >= len(images) - 1:
             break
         val_images.add(image_id)
     is_val = np.array([image_id in val_images for image_id in image_ids])
