@@ -2,12 +2,17 @@
 
 A labelling job hands each finished image to :class:`ReportWriter`, which writes its
 report and exports (see :func:`vlm_micro.reporting.write_image_report`) in one worker
-process. Report writing (matplotlib, PNG and PDF encoding) then overlaps with reading
+process. Report writing (figures, PNG and PDF encoding) then overlaps with reading
 and labelling the next images, and neither the job start nor the imports of the
 reporting code are paid by a separate job.
 
 The worker is started with the ``spawn`` method, so it never inherits the torch
 threads of the labelling process and imports the reporting code only, without torch.
+
+NOTE: as with any use of ``spawn``, a Python script that calls
+:func:`vlm_micro.pipeline.shard.process_shard` with report settings must keep its own
+top-level code under ``if __name__ == "__main__":``, because the worker imports the
+main script again. ``python -m vlm_micro`` and the ``vlm-micro`` command are safe.
 """
 
 from __future__ import annotations
@@ -111,7 +116,8 @@ class ReportWriter:
                 self.report_s += future.result()
                 self.n_written += 1
             except Exception as exc:  # noqa: BLE001 - any failure of the worker is reported per image
-                log.error("report of image %s failed: %s: %s", image_id, type(exc).__name__, exc)
+                # The traceback includes the one from the worker process, as the exception's cause.
+                log.error("report of image %s failed: %s: %s", image_id, type(exc).__name__, exc, exc_info=exc)
                 failures.append((image_id, exc))
         self._futures.clear()
         self.wait_s += time.perf_counter() - start
