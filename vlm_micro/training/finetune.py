@@ -286,9 +286,9 @@ def write_finetuned_model(loaded, out: Path, vocabulary: Vocabulary, summary: di
     from vlm_micro.training.model_card import finetune_card
 
     model_cfg, preprocess_cfg = base_model_config(loaded)
-    kept = {key: loaded.meta[key] for key in ("pixel_size_um", "tile_size_px") if key in loaded.meta}
+    inherited = {key: loaded.meta[key] for key in ("pixel_size_um", "tile_size_px") if key in loaded.meta}
     meta = {
-        **kept,
+        **inherited,
         **temperatures,
         "name": out.resolve().name,
         "vocabulary_checksum": vocabulary.checksum(),

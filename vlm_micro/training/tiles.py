@@ -74,15 +74,15 @@ def read_annotation_tiles(table: pd.DataFrame, tile_size: int, read_settings=Non
 
 def view_for_row(views: list, row, image_path: str):
     """Return the view whose plane matches the row's ``series`` and ``frame`` (the first when unset)."""
-    wanted = {key: row.get(key) for key in ("series", "frame") if key in row and not pd.isna(row.get(key))}
-    if not wanted:
+    requested = {key: row.get(key) for key in ("series", "frame") if key in row and not pd.isna(row.get(key))}
+    if not requested:
         return views[0]
     for view in views:
-        if all(view.plane.get(key) == int(value) for key, value in wanted.items()):
+        if all(view.plane.get(key) == int(value) for key, value in requested.items()):
             return view
     planes = ", ".join(f"series {v.plane.get('series')} frame {v.plane.get('frame')}" for v in views)
     raise AnnotationError(
-        f"{image_path}: no plane with {', '.join(f'{k} {int(v)}' for k, v in wanted.items())} among the planes read "
+        f"{image_path}: no plane with {', '.join(f'{k} {int(v)}' for k, v in requested.items())} among the planes read "
         f"({planes}); check the read settings (series, frames) or the annotation row"
     )
 
