@@ -85,6 +85,19 @@ def test_local_dir_round_trip(tiny_dir, tiny_model):
     assert loaded.tokenizer(["a cell"]).shape == (1, 16)
 
 
+def test_saved_model_files_get_the_mode_of_a_plain_open(tiny_dir):
+    """Every file of a saved model folder is readable by the group and others the umask allows, like open() makes it."""
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tiny_dir.iterdir()}
+    assert modes == dict.fromkeys(modes, expected)
+    assert "open_clip_model.safetensors" in modes
+
+
 def test_local_dir_missing_folder(tmp_path):
     with pytest.raises(ModelLoadError, match="model folder not found") as info:
         load_model(f"local-dir:{tmp_path / 'nowhere'}", device="cpu")
