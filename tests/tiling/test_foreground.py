@@ -121,3 +121,24 @@ def test_low_resolution_rgb_block_path_matches(monkeypatch, rng):
     blocks = low_resolution_rgb(view, 50)
     assert blocks.shape == whole.shape == (30, 50, 3)
     assert np.abs(blocks.astype(int) - whole.astype(int)).max() <= 2
+
+
+def test_low_resolution_rgb_takes_a_pyramid_level_down_to_half_the_side(tmp_path, rng):
+    """A slide level between max_side / 2 and max_side is used as it is, without reading finer levels."""
+    import tifffile
+
+    from vlm_micro.io import open_views
+
+    base = np.kron(rng.integers(0, 256, size=(64, 64, 3)), np.ones((32, 32, 1))).astype(np.uint8)
+    path = tmp_path / "slide.tif"
+    with tifffile.TiffWriter(path, bigtiff=True) as writer:
+        writer.write(base, subifds=2, tile=(256, 256), photometric="rgb", compression="zlib")
+        for factor in (4, 16):
+            writer.write(base[::factor, ::factor], subfiletype=1, tile=(128, 128), photometric="rgb", compression="zlib")
+    (view,) = open_views(path)
+    assert [level.shape for level in view.levels[:3]] == [(2048, 2048), (512, 512), (128, 128)]
+    low = low_resolution_rgb(view, 1000)
+    assert low.shape == (512, 512, 3)
+    assert np.array_equal(low, base[::4, ::4])
+    # Below half of max_side, a finer level is read and shrunk as before.
+    assert low_resolution_rgb(view, 1100).shape == (1100, 1100, 3)

@@ -32,15 +32,22 @@ def low_resolution_rgb(view, max_side: int) -> np.ndarray:
     """Return the whole view as RGB uint8 with its longer side at most ``max_side``.
 
     Reads the coarsest pyramid level that is fine enough, in blocks when that level is
-    large, so memory stays bounded whatever the image size.
+    large, so memory stays bounded whatever the image size. A pyramid level whose
+    longer side lies between ``max_side / 2`` and ``max_side`` is returned as it is.
+    Slide pyramids often shrink by 4 per level, so the finer level would decode 16
+    times the pixels (about 0.1 s of a 10,000 px slide's tiling) for a foreground mask.
 
     Returns
     -------
     rgb : (rows, columns, 3) uint8 ndarray
-        Rows and columns are the level-0 shape divided by the same factor, rounded.
+        That pyramid level, or the level-0 shape divided by one factor on both axes,
+        rounded.
     """
     rows, cols = view.shape
     downsample = max(1.0, max(rows, cols) / max_side)
+    for index, level in enumerate(view.levels):
+        if index and max_side / 2 <= max(level.shape) <= max_side:
+            return view.read_region(0, 0, *level.shape, index)
     out_shape = (max(1, round(rows / downsample)), max(1, round(cols / downsample)))
     level = choose_level(view, downsample)
     level_rows, level_cols = view.levels[level].shape
