@@ -346,7 +346,7 @@ def resolve_paths(config: dict, base_dir: str | os.PathLike) -> dict:
             continue
         if spec_key in section:
             section[spec_key] = _resolve_spec_path(section[spec_key], base)
-        for key in ("annotations", "out"):
+        for key in ("annotations", "reference_annotations", "out"):
             if isinstance(section.get(key), str):
                 section[key] = _resolve_one(section[key], base)
     return out

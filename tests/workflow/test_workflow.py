@@ -118,6 +118,21 @@ def test_optional_targets_dry_run(many_images, tmp_path):
     assert "label_shard" not in counts
 
 
+def test_finetune_passes_reference_annotations(many_images, tmp_path):
+    annotations = tmp_path / "annotations.csv"
+    reference = tmp_path / "reference.csv"
+    for path in (annotations, reference):
+        path.write_text("image_path,image_id,y,x,height,width,cell_type\n", encoding="utf-8")
+    config = yaml.safe_load(many_images.read_text(encoding="utf-8"))
+    config["finetune"] = {"annotations": str(annotations), "out": str(tmp_path / "finetuned"),
+                          "reference_annotations": str(reference), "max_reference_drop": 0.01}
+    many_images.write_text(yaml.safe_dump(config), encoding="utf-8")
+    completed = run_snakemake("--configfile", str(many_images), "--dry-run", "--cores", "1", "finetune")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    # The reference file is an input of the job, so changing it fine-tunes again.
+    assert str(reference) in completed.stdout + completed.stderr
+
+
 def test_invalid_config_fails_before_any_job(many_images):
     config = yaml.safe_load(many_images.read_text(encoding="utf-8"))
     config["tiling"] = {"overlap": 3}

@@ -111,6 +111,12 @@ def get_finetune_annotations(wildcards):
     return _annotations("finetune")
 
 
+def get_finetune_reference(wildcards):
+    """Return the reference annotations of the finetune target, or nothing when unset."""
+    value = config["finetune"]["reference_annotations"]
+    return [value] if value else []
+
+
 def get_evaluate_annotations(wildcards):
     """Return the annotations.csv of the evaluate target."""
     return _annotations("evaluate")
@@ -121,6 +127,8 @@ def get_finetune_arguments(input, params):
     settings = config["finetune"]
     arguments = ["finetune", "--config", input.config, "--base", params.base]
     arguments += ["--annotations", input.annotations, "--out", params.folder]
+    if input.reference:
+        arguments += ["--reference-annotations", input.reference[0]]
     flags = ("lock_image", "lock_text", "include_uncorrected")
     arguments += [f"--{flag.replace('_', '-')}" for flag in flags if settings[flag]]
     if not settings["resume"]:

@@ -3,6 +3,7 @@
 rule finetune:
     input:
         annotations=get_finetune_annotations,
+        reference=get_finetune_reference,
         config=out("config.yaml"),
     output:
         config=os.path.join(config["finetune"]["out"], "open_clip_config.json"),
