@@ -21,7 +21,7 @@ Prints ``name: value`` lines:
 - ``load_average_start``, ``load_average_end``: the machine's 1-minute load average,
   to judge how much other work ran beside the benchmark.
 
-Usage: python benchmarks/scale.py [--dag-images N] [--run-images N] [--cores N] [--model SPEC]
+Usage: python benchmarks/scale.py [--dag-images N] [--run-images N] [--cores N] [--model SPEC | --untrained-vit-b-32]
 """
 
 from __future__ import annotations
@@ -62,6 +62,25 @@ def default_model_spec(work: Path) -> str:
     torch.manual_seed(0)
     folder = save_model_dir(open_clip.model.CLIP(**cfg).eval(), cfg, work / "tiny-model", meta={"name": "tiny", "pixel_size_um": 0.5, "tile_size_px": 64})
     print("note: builtin:demo is not installed; using a tiny random model", file=sys.stderr)
+    return f"local-dir:{folder}"
+
+
+def untrained_vit_b_32_spec(work: Path) -> str:
+    """Write an untrained open_clip ViT-B-32 (no pretrained weights) with 224 px tiles at 0.5 um/px and return its spec.
+
+    Its weights are random, so its labels mean nothing, but it costs what a ViT-B-32
+    class model costs to load and to run.
+    """
+    import open_clip
+    import torch
+
+    from vlm_micro.model import save_model_dir
+
+    torch.manual_seed(0)
+    cfg = open_clip.get_model_config("ViT-B-32")
+    model = open_clip.create_model("ViT-B-32").eval()
+    folder = save_model_dir(model, cfg, work / "vit-b-32", meta={"name": "ViT-B-32 (untrained)", "pixel_size_um": 0.5,
+                                                                  "tile_size_px": 224})
     return f"local-dir:{folder}"
 
 
@@ -169,12 +188,18 @@ def main() -> int:
     parser.add_argument("--dag-images", type=int, default=2000, help="images of the dry run (default 2000)")
     parser.add_argument("--run-images", type=int, default=50, help="images of the real run (default 50; 0 skips it)")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores of the real run (default 2)")
-    parser.add_argument("--model", help="model spec (default: builtin:demo, else a tiny random model)")
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument("--model", help="model spec (default: builtin:demo, else a tiny random model)")
+    models.add_argument("--untrained-vit-b-32", action="store_true",
+                        help="label with an untrained ViT-B-32 (224 px tiles), to measure a model of that size")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="vlm-micro-scale-") as tmp:
         work = Path(tmp)
-        model_spec = args.model or default_model_spec(work)
+        if args.untrained_vit_b_32:
+            model_spec = untrained_vit_b_32_spec(work)
+        else:
+            model_spec = args.model or default_model_spec(work)
         # The 1-minute load average before and after shows how much other work shared the machine.
         results = {"load_average_start": round(os.getloadavg()[0], 1)}
         results.update(measure_dag(work, args.dag_images, model_spec))
@@ -187,7 +212,13 @@ def main() -> int:
             alone = results["alone_labelling_per_image_s"] * args.run_images
             results["workflow_overhead_ratio_vs_alone"] = round(results["run_wall_s"] / alone, 2)
         results["load_average_end"] = round(os.getloadavg()[0], 1)
-    print(f"model: {model_spec if not model_spec.startswith('local-dir:') else 'tiny random model (local-dir)'}")
+    if args.untrained_vit_b_32:
+        model_name = "untrained ViT-B-32 (local-dir)"
+    elif model_spec.startswith("local-dir:") and not args.model:
+        model_name = "tiny random model (local-dir)"
+    else:
+        model_name = model_spec
+    print(f"model: {model_name}")
     for name, value in results.items():
         print(f"{name}: {value}")
     return 0

@@ -46,7 +46,7 @@ def test_defaults_fill_every_section(minimal):
     config = check(minimal)
     assert config["model"]["device"] == "auto"
     assert config["tiling"]["cells"]["max_diameter_um"] == 30
-    assert config["workflow"]["shard_size"] == 20
+    assert config["workflow"]["shard_size"] == 50
     assert config["sample_sheet"] is None
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from vlm_micro.config import labelling_settings, list_images, validate_config
 from vlm_micro.errors import ModelLoadError, VlmMicroError
-from vlm_micro.pipeline.shard import process_shard, write_shard_file
+from vlm_micro.pipeline.shard import labelling_threads, process_shard, write_shard_file
 
 STATUS_KEYS = {
     "image_id", "path", "status", "error", "info", "plane", "qc", "summary", "pixel_size_um",
@@ -199,3 +199,11 @@ def test_report_worker_imports_no_torch():
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("threads", "report", "expected"),
+    [(2, {}, 1), (4, {"pdf": True}, 3), (1, {}, 1), (2, None, 2), (None, {}, None)],
+)
+def test_report_process_takes_one_of_the_shard_cores(threads, report, expected):
+    assert labelling_threads(threads, report) == expected

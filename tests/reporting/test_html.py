@@ -182,6 +182,26 @@ def test_pdf_renders_as_a4(reported_run, tmp_path):
     assert height / width == pytest.approx(297 / 210, rel=0.02)
 
 
+@pytest.mark.skipif(not shutil.which("pdfimages"), reason="pdfimages (poppler-utils) is not installed")
+def test_pdf_embeds_the_html_figures_losslessly(reported_run, tmp_path):
+    """The PDF places the pixels of the HTML figures, deflated at a fast level but not altered."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    _, _, image_paths, _ = reported_run
+    overlay_alt = "Image with tiles coloured by predicted cell type"
+    (uri,) = [attrs["src"] for tag, attrs in parse(image_paths["tissue_a"]["html"]).tags
+              if tag == "img" and attrs.get("alt") == overlay_alt]
+    html_overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+    subprocess.run(["pdfimages", "-png", str(image_paths["tissue_a"]["pdf"]), str(tmp_path / "image")], check=True)
+    # matplotlib stores image rows bottom-up and flips them back with the placement matrix.
+    extracted = [np.flipud(np.asarray(Image.open(path).convert("RGB"))) for path in sorted(tmp_path.glob("image-*.png"))]
+    assert any(image.shape == html_overlay.shape and np.array_equal(image, html_overlay) for image in extracted)
+
+
 def test_pdf_disabled_by_config(tmp_path):
     import fabricate
     from vlm_micro.reporting import write_image_report

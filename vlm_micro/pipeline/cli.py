@@ -59,7 +59,7 @@ def register(subparsers) -> None:
     )
     shard.add_argument("shard_file", help="shard JSON written by the workflow")
     shard.add_argument("--manifest", required=True, help="path of the manifest JSON written when the shard is done")
-    shard.add_argument("--threads", type=int, default=None, help="torch threads for inference")
+    shard.add_argument("--threads", type=int, default=None, help="CPU cores of the shard; torch gets one less when reports are written")
     shard.set_defaults(func=handle_process_shard)
 
 

@@ -25,6 +25,7 @@ from vlm_micro import __version__
 from vlm_micro.atomic import atomic_path
 from vlm_micro.reporting import figures
 from vlm_micro.reporting.context import ReportContext, tile_rgb_or_blank
+from vlm_micro.reporting.panels import PNG_COMPRESS_LEVEL
 from vlm_micro.reporting.results import DEMO_MODEL_NAME, ImageResult
 
 A4_PORTRAIT_IN = (8.27, 11.69)
@@ -73,11 +74,50 @@ def write_failed_pdf(result: ImageResult, path: Path, generated: str) -> None:
 
 
 def _save(fig: Figure, path: Path, result: ImageResult) -> None:
+    _compress_pdf_images_fast()
     with matplotlib.rc_context({"pdf.use14corefonts": _use_core_fonts(fig)}):
         with atomic_path(path) as tmp:
             with PdfPages(tmp, metadata={"Title": f"vlm-micro report: {result.name}",
                                          "Creator": f"vlm-micro {__version__}"}) as pdf:
                 pdf.savefig(fig)
+
+
+def _compress_pdf_images_fast() -> None:
+    """Make matplotlib's PDF backend deflate embedded images at zlib level 1.
+
+    The backend compresses each image by saving it as a PNG with Pillow's default
+    level 6, which took about 0.15 s of the 0.43 s that the report of a 512 px image
+    took in all. At level 1 the PDF is about 13 % larger. The backend offers no
+    option for it, so its private ``PdfFile._writePng`` is wrapped once per process:
+    the wrapper hands it the image behind a proxy whose ``save`` adds the level.
+    When the method is missing, nothing changes.
+    """
+    from matplotlib.backends import backend_pdf
+
+    original = getattr(backend_pdf.PdfFile, "_writePng", None)
+    if original is None or getattr(original, "vlm_micro_level", None) is not None:
+        return
+
+    def write_png(self, img):
+        return original(self, _FastPngImage(img))
+
+    write_png.vlm_micro_level = PNG_COMPRESS_LEVEL
+    backend_pdf.PdfFile._writePng = write_png
+
+
+class _FastPngImage:
+    """A Pillow image whose ``save`` uses zlib level :data:`PNG_COMPRESS_LEVEL`."""
+
+    def __init__(self, image) -> None:
+        self._image = image
+
+    def save(self, buffer, format=None, **params):
+        """Save to ``buffer``, the in-memory file that the backend reads the PNG chunks from."""
+        params.setdefault("compress_level", PNG_COMPRESS_LEVEL)
+        return self._image.save(buffer, format=format, **params)
+
+    def __getattr__(self, name):
+        return getattr(self._image, name)
 
 
 def _use_core_fonts(fig: Figure) -> bool:
