@@ -8,9 +8,9 @@ Public API (imported on first use, so that ``import vlm_micro.labeling`` stays l
 
 from __future__ import annotations
 
-import importlib
+from vlm_micro.lazy import lazy_exports
 
-_EXPORTS = {
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "LabelSettings": "vlm_micro.labeling.settings",
     "Labeler": "vlm_micro.labeling.labeler",
     "summarize_image": "vlm_micro.labeling.summary",
@@ -20,18 +20,4 @@ _EXPORTS = {
     "TextEmbeddings": "vlm_micro.labeling.text",
     "load_vocabulary": "vlm_micro.labeling.vocabulary",
     "Vocabulary": "vlm_micro.labeling.vocabulary",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'vlm_micro.labeling' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+})

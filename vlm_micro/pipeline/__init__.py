@@ -7,26 +7,12 @@ Public API (imported on first use, so that ``vlm-micro --help`` stays fast):
 
 from __future__ import annotations
 
-import importlib
+from vlm_micro.lazy import lazy_exports
 
-_EXPORTS = {
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "process_image": "vlm_micro.pipeline.image",
     "process_shard": "vlm_micro.pipeline.shard",
     "run_workflow": "vlm_micro.pipeline.run",
     "write_demo_data": "vlm_micro.pipeline.demo",
     "write_shard_file": "vlm_micro.pipeline.shard",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'vlm_micro.pipeline' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+})

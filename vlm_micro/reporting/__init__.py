@@ -12,9 +12,9 @@ The names below are imported on first use, so that importing the subcommand modu
 
 from __future__ import annotations
 
-import importlib
+from vlm_micro.lazy import lazy_exports
 
-_EXPORTS = {
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "ImageResult": "vlm_micro.reporting.results",
     "ResultsError": "vlm_micro.reporting.results",
     "list_image_ids": "vlm_micro.reporting.results",
@@ -24,14 +24,4 @@ _EXPORTS = {
     "report_paths": "vlm_micro.reporting.image_report",
     "write_image_report": "vlm_micro.reporting.image_report",
     "write_run_summary": "vlm_micro.reporting.run_report",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+})
