@@ -1,21 +1,18 @@
 """Readers: microscopy image files become lazy RGB uint8 views.
 
-Public API: :class:`ReadSettings` (the ``read:`` configuration section),
-:func:`inspect_image` (metadata without pixel data) and :func:`open_views` (one
-:class:`ImageView` per selected series and time frame).
+Public API, imported on first use: :class:`ReadSettings` (the ``read:`` configuration
+section), :func:`inspect_image` (metadata without pixel data) and :func:`open_views`
+(one :class:`ImageView` per selected series and time frame).
 """
 
-from vlm_micro.io.inspection import inspect_image
-from vlm_micro.io.reader import open_views
-from vlm_micro.io.settings import ReadSettings
-from vlm_micro.io.view import ArrayView, ImageView, Level, guess_modality
+from vlm_micro.lazy import lazy_exports
 
-__all__ = [
-    "ArrayView",
-    "ImageView",
-    "Level",
-    "ReadSettings",
-    "guess_modality",
-    "inspect_image",
-    "open_views",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "ArrayView": "vlm_micro.io.view",
+    "ImageView": "vlm_micro.io.view",
+    "Level": "vlm_micro.io.view",
+    "ReadSettings": "vlm_micro.io.settings",
+    "guess_modality": "vlm_micro.io.view",
+    "inspect_image": "vlm_micro.io.inspection",
+    "open_views": "vlm_micro.io.reader",
+})
