@@ -109,3 +109,12 @@ def test_cli_search_missing_model_one_line_error(loaded, tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert "builtin model 'not-installed' not found" in error
     assert "\n" not in error
+
+
+def test_cli_search_missing_folder_only_error(tmp_path, capsys):
+    """A folder that is not a results folder gives one error line and no warning about its model."""
+    assert main(["search", str(tmp_path / "missing"), "mitotic figure", "--device", "cpu"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "is not a finished vlm-micro results folder" in error
+    assert "\n" not in error
+    assert "no model recorded" not in error

@@ -32,9 +32,10 @@ def register(subparsers) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     """Handle ``vlm-micro search`` and print the matching tiles to stdout."""
-    from vlm_micro.labeling.search import run_model, search_tiles
+    from vlm_micro.labeling.search import run_model, search_tiles, tile_tables
     from vlm_micro.model import DEFAULT_SPEC, load_model
 
+    tile_tables(args.results)  # a folder that is not a results folder fails here, before any model warning
     recorded_spec, recorded_checksum = run_model(args.results)
     spec = args.model or recorded_spec
     if spec is None:
