@@ -122,3 +122,18 @@ def test_first_job_error(tmp_path):
     logs.mkdir(parents=True)
     (logs / "shard_0000.log").write_text("INFO x\nvlm-micro process-shard: error: model folder not found: /m\n")
     assert first_job_error(tmp_path, 0.0) == "vlm-micro process-shard: error: model folder not found: /m"
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["run", "--cores", "0"], "argument --cores: 0 is less than 1; give 1 or more"),
+    (["run", "--cores", "two"], "argument --cores: 'two' is not a whole number"),
+    (["process-shard", "shard.json", "--manifest", "m.json", "--threads", "-1"],
+     "argument --threads: -1 is less than 1"),
+])
+def test_core_counts_below_one_rejected(arguments, message, capsys):
+    from vlm_micro.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -59,12 +59,23 @@ def register(subparsers) -> None:
     )
     shard.add_argument("shard_file", help="shard JSON written by the workflow")
     shard.add_argument("--manifest", required=True, help="path of the manifest JSON written when the shard is done")
-    shard.add_argument("--threads", type=int, default=None, help="CPU cores of the shard; torch gets one less when reports are written")
+    shard.add_argument("--threads", type=positive_int, default=None, help="CPU cores of the shard; torch gets one less when reports are written")
     shard.set_defaults(func=handle_process_shard)
 
 
+def positive_int(text: str) -> int:
+    """Parse a command-line count that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give 1 or more") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1; give 1 or more")
+    return value
+
+
 def _add_workflow_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cores", type=int, default=None, help="CPU cores snakemake may use (default: all)")
+    parser.add_argument("--cores", type=positive_int, default=None, help="CPU cores snakemake may use (default: all)")
     parser.add_argument("--profile", help="workflow profile: default, slurm, or a folder with config.yaml")
     parser.add_argument(
         "snakemake_args", nargs="*", metavar="-- SNAKEMAKE_ARGS",
