@@ -151,6 +151,12 @@ def finetune(settings: FinetuneSettings, vocabulary: Vocabulary, read_settings=N
     if reference_before and reference_before["macro_f1"] is not None:
         floor = reference_before["macro_f1"] - settings.max_reference_drop
     alpha = wise.choose_alpha(sweep, settings.alpha_tolerance, reference_floor=floor)
+    if alpha == 0.0:
+        log.warning(
+            "fine-tuning changed no weights: the validation tiles%s preferred WiSE-FT alpha 0, so %s keeps the base "
+            "model's weights and only refits its temperatures; annotate more tiles or images, or raise the learning "
+            "rate", " within the reference cap" if floor is not None else "", out,
+        )
     loaded.model.load_state_dict(wise.interpolate_state(base_state, tuned_state, alpha))
     temperatures = fit_temperatures(training_view, vocabulary, val)
     calibrated = dataclasses.replace(training_view, meta={**training_view.meta, **temperatures})
