@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from vlm_micro.pipeline.run import (
     check_writable,
     count_failed,
     first_job_error,
+    process_start,
     profile_path,
     run_lock,
     snakemake_command,
@@ -80,6 +82,18 @@ def test_stale_lock_replaced(tmp_path):
     with run_lock(tmp_path) as lock:
         assert lock.stale_holder["started"] == "earlier"
         assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times come from Linux's /proc")
+def test_lock_of_reused_pid_replaced(tmp_path):
+    """A lock whose pid now belongs to a process that started later is stale."""
+    start = process_start(os.getpid())
+    holder = {"pid": os.getpid(), "pid_start": start - 1, "host": socket.gethostname(), "started": "earlier"}
+    (tmp_path / LOCK_NAME).write_text(json.dumps(holder))
+    with run_lock(tmp_path) as lock:
+        assert lock.stale_holder["started"] == "earlier"
+        content = json.loads((tmp_path / LOCK_NAME).read_text())
+        assert content["pid_start"] == start
 
 
 def test_lock_of_other_host_rejected(tmp_path):

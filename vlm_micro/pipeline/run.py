@@ -71,28 +71,44 @@ def check_writable(out: Path) -> None:
         raise OutputError(f"results folder {out} is not writable: {exc.strerror or exc}; choose another --out or fix its permissions") from exc
 
 
-def _process_alive(pid: int) -> bool:
+def _process_alive(pid: int, start: int | None = None) -> bool:
+    """Return True when process ``pid`` runs and, if ``start`` is given, started at that time.
+
+    ``start`` is the value of :func:`process_start` when the lock was written. A pid that
+    the system gave to a new process after the run died has another start time.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # without /proc (not Linux) only the pid can be checked
     # A killed snakemake whose parent died too stays a zombie until init reaps it, which
     # a container without an init process never does; a zombie runs nothing.
-    return not _is_zombie(pid)
+    if fields[0] == "Z":
+        return False
+    return start is None or int(fields[19]) == start
 
 
-def _is_zombie(pid: int) -> bool:
-    """Return True when ``pid`` has exited but was not reaped yet (read from Linux's /proc)."""
+def process_start(pid: int) -> int | None:
+    """Return the start time of ``pid`` in clock ticks since boot (Linux), None when unknown."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields is not None else None
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Return the fields of Linux's /proc/PID/stat after the command name, from the state on."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
             stat = handle.read()
     except OSError:
-        return False
-    # The state letter follows the command name, which is in parentheses and may contain spaces.
-    state = stat[stat.rfind(")") + 2:stat.rfind(")") + 3]
-    return state == "Z"
+        return None
+    # The command name is in parentheses and may contain spaces, so split after the last one.
+    # Field 3 of proc(5), the state, comes first, so field 22, the start time, is at index 19.
+    return stat[stat.rfind(")") + 2:].split()
 
 
 def _read_lock(path: Path) -> dict:
@@ -112,7 +128,8 @@ class RunLock:
 
     def __init__(self, out: Path):
         self.path = out / LOCK_NAME
-        self.info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self.info = {"pid": os.getpid(), "pid_start": process_start(os.getpid()), "host": socket.gethostname(),
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         self.stale_holder: dict | None = None
 
     def acquire(self) -> None:
@@ -133,6 +150,7 @@ class RunLock:
     def record_child(self, pid: int) -> None:
         """Store the pid of the snakemake process, so a later run can tell whether it still runs."""
         self.info["child_pid"] = pid
+        self.info["child_pid_start"] = process_start(pid)
         write_text(self.path, json.dumps(self.info))
 
     def release(self) -> None:
@@ -169,13 +187,14 @@ def _check_existing_lock(path: Path) -> dict:
             f"wait for it, or delete {path} if that run is gone"
         )
     for key in ("pid", "child_pid"):
-        value = holder.get(key)
-        if isinstance(value, int) and _process_alive(value):
+        value, start = holder.get(key), holder.get(f"{key}_start")
+        if isinstance(value, int) and _process_alive(value, start if isinstance(start, int) else None):
             raise OutputError(
                 f"results folder {path.parent} is used by another vlm-micro run (pid {value}, started {started}); "
                 "wait for it to finish or choose another --out"
             )
-    log.warning("removing the stale run lock %s left by pid %s, which no longer runs", path, pid)
+    log.warning("removing the stale run lock %s left by pid %s, which no longer runs (or its pid now belongs to "
+                "another process)", path, pid)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     return holder
