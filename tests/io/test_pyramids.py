@@ -179,3 +179,68 @@ def test_levels_reported_by_inspect(write_tiff):
 
 def test_min_level_side_constant():
     assert sources.MIN_LEVEL_SIDE == 512
+
+
+@pytest.mark.parametrize(("shapes", "usable", "reason"), [
+    ([(1001, 1001), (501, 501), (251, 251)], 3, ""),  # writers round level sizes up
+    ([(2048, 3000), (1024, 1500), (512, 750)], 3, ""),
+    ([(2048, 2048), (1024, 1536), (512, 512)], 1, "another aspect ratio"),
+    ([(2048, 2048), (1000, 40)], 1, "another aspect ratio"),
+    ([(2048, 2048), (2048, 2048)], 1, "not smaller"),
+    ([(2048, 2048), (512, 512), (1, 1)], 2, "below 64 px"),
+])
+def test_usable_native_levels(shapes, usable, reason):
+    count, why = sources.usable_native_levels(shapes)
+    assert count == usable
+    assert reason in why
+    assert (why == "") == (reason == "")
+
+
+def write_subifd_pyramid(path, base, levels):
+    """Write ``base`` with the arrays of ``levels`` as its reduced-resolution SubIFDs."""
+    photometric = "rgb" if base.ndim == 3 else "minisblack"
+    with tifffile.TiffWriter(path, bigtiff=True) as writer:
+        writer.write(base, subifds=len(levels), tile=(256, 256), photometric=photometric, compression="zlib",
+                     metadata={"PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25})
+        for level in levels:
+            writer.write(level, subfiletype=1, photometric=photometric, compression="zlib")
+
+
+def test_level_of_other_aspect_ratio_replaced_by_computed_one(tmp_path, read_all):
+    """A reduced level with another aspect ratio than level 0 would put tiles in the wrong place."""
+    base = gradient_rgb(2048, 2048)
+    path = tmp_path / "cropped_level.ome.tif"
+    write_subifd_pyramid(path, base, [np.zeros((1024, 1536, 3), np.uint8)])
+    (view,) = open_views(path)
+    assert view.levels[1].shape == (1024, 1024)
+    assert view.levels[1].downsample == 2.0
+    expected = base.reshape(1024, 2, 1024, 2, 3).mean(axis=(1, 3))
+    assert np.abs(read_all(view, 1).astype(float) - expected).max() <= 1.0
+
+
+def test_one_pixel_level_does_not_set_the_intensity_limits(tmp_path):
+    """Intensity limits from a 1 px level rendered a whole 16-bit image black."""
+    base = np.full((2048, 2048), 100, np.uint16)
+    base[512:1024, 512:1024] = 3000
+    path = tmp_path / "one_pixel_level.ome.tif"
+    write_subifd_pyramid(path, base, [np.full((1, 1), 100, np.uint16)])
+    (view,) = open_views(path)
+    assert all(max(level.shape) >= 64 for level in view.levels)
+    bright = view.read_region(600, 600, 64, 64)
+    dark = view.read_region(1500, 1500, 64, 64)
+    assert bright.mean() > 200
+    assert dark.mean() < 50
+
+
+@pytest.mark.parametrize(("shapes", "side"), [
+    ([(2048, 2048), (100, 100)], 2048),  # a 100 px level gives way to level 0
+    ([(40000, 40000), (10000, 10000), (100, 100)], 100),  # unless the finer level is too large to read whole
+    ([(4096, 4096), (1024, 1024), (256, 256)], 1024),
+])
+def test_intensity_sample_level(shapes, side):
+    from types import SimpleNamespace
+
+    from vlm_micro.io.rendered import sample_level
+
+    source = SimpleNamespace(levels=[plan.level for plan in sources.plan_levels(shapes)])
+    assert max(source.levels[sample_level(source)].shape) == side

@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 # The intensity limits of a view come from the finest level whose longer side is at
 # most this many pixels (or the coarsest level when none is that small).
 SAMPLE_MAX_SIDE = 1024
+# A sample level whose longer side is below SAMPLE_MIN_SIDE gives way to the level
+# before it when that one is at most SAMPLE_FALLBACK_SIDE pixels on its longer side,
+# because percentiles of so few pixels estimate those of the plane poorly.
+SAMPLE_MIN_SIDE = 256
+SAMPLE_FALLBACK_SIDE = 2048
 
 
 @dataclass
@@ -42,10 +47,12 @@ class RenderedView(ImageView):
 
 def sample_level(source: PlaneSource) -> int:
     """Return the level whose pixels sample the whole plane for intensity limits."""
-    for index, level in enumerate(source.levels):
-        if max(level.shape) <= SAMPLE_MAX_SIDE:
-            return index
-    return len(source.levels) - 1
+    levels = source.levels
+    chosen = next((index for index, level in enumerate(levels) if max(level.shape) <= SAMPLE_MAX_SIDE),
+                  len(levels) - 1)
+    if chosen > 0 and max(levels[chosen].shape) < SAMPLE_MIN_SIDE and max(levels[chosen - 1].shape) <= SAMPLE_FALLBACK_SIDE:
+        return chosen - 1
+    return chosen
 
 
 def build_view(

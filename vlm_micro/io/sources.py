@@ -52,14 +52,58 @@ class LevelPlan:
     level: Level
 
 
+# Native levels with a shorter longer side than this are too small to sample. Computed
+# levels replace them and the levels after them.
+MIN_NATIVE_LEVEL_SIDE = 64
+
+
+def usable_native_levels(native_shapes: list[tuple[int, int]]) -> tuple[int, str]:
+    """Count the leading native levels that can serve as pyramid levels of level 0.
+
+    A level is usable when it is smaller than the level before it, at least
+    :data:`MIN_NATIVE_LEVEL_SIDE` pixels on its longer side, and one downsample factor
+    maps level 0 onto it within one pixel on both axes. Writers round level sizes up
+    or down, but a level with another aspect ratio (a cropped or padded copy) would put
+    tiles in the wrong place, and a 1 px level would give the intensity limits.
+
+    Returns
+    -------
+    count : int
+        Usable levels, level 0 included; the levels from ``count`` on are not used.
+    reason : str
+        Why level ``count`` is not usable; empty when every level is.
+    """
+    rows0, cols0 = native_shapes[0]
+    for index in range(1, len(native_shapes)):
+        rows, cols = native_shapes[index]
+        previous = native_shapes[index - 1]
+        if rows >= previous[0] and cols >= previous[1]:
+            return index, f"level {index} ({rows} x {cols} px) is not smaller than level {index - 1}"
+        if max(rows, cols) < MIN_NATIVE_LEVEL_SIDE:
+            return index, f"level {index} ({rows} x {cols} px) is below {MIN_NATIVE_LEVEL_SIDE} px"
+        # Downsample factors d with |rows0 / d - rows| <= 1, and likewise for the columns.
+        low = max(rows0 / (rows + 1), cols0 / (cols + 1))
+        high = min(rows0 / (rows - 1) if rows > 1 else math.inf, cols0 / (cols - 1) if cols > 1 else math.inf)
+        if low > high:
+            return index, (f"level {index} ({rows} x {cols} px) has another aspect ratio than level 0 "
+                           f"({rows0} x {cols0} px)")
+    return len(native_shapes), ""
+
+
 def plan_levels(native_shapes: list[tuple[int, int]]) -> list[LevelPlan]:
     """Plan native levels plus computed coarser levels.
 
     Parameters
     ----------
     native_shapes : list of (rows, columns)
-        Shapes of the native levels, level 0 first, coarser after.
+        Shapes of the native levels, level 0 first, coarser after. Only the leading
+        levels that :func:`usable_native_levels` accepts are used.
     """
+    count, reason = usable_native_levels(native_shapes)
+    if reason:
+        log.info("pyramid %s: %s, so it and the levels after it are not used; coarser levels are computed",
+                 [tuple(shape) for shape in native_shapes], reason)
+    native_shapes = native_shapes[:count]
     rows0, cols0 = native_shapes[0]
     plans = []
     for index, (rows, cols) in enumerate(native_shapes):
