@@ -202,6 +202,25 @@ def test_pdf_embeds_the_html_figures_losslessly(reported_run, tmp_path):
     assert any(image.shape == html_overlay.shape and np.array_equal(image, html_overlay) for image in extracted)
 
 
+@pytest.mark.skipif(not shutil.which("pdftotext"), reason="pdftotext (poppler-utils) is not installed")
+def test_pdf_footer_keeps_file_name_and_checksums(tmp_path):
+    """A long source path loses its start, never the file name, and no checksum is cut off."""
+    import fabricate
+    from vlm_micro.reporting import write_image_report
+
+    out = tmp_path / "results"
+    file_name = "/".join(["a_very_long_folder_name_from_the_microscope_pc"] * 3) + "/plate7_well_B03_field_0042.png"
+    status = fabricate.write_image(out, "deep", file_name=file_name)
+    paths = write_image_report(out, "deep", {})
+    text = subprocess.run(["pdftotext", "-layout", str(paths["pdf"]), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    footer = text.strip().splitlines()[-3:]
+    assert footer[0].endswith("plate7_well_B03_field_0042.png")
+    assert "…" in footer[0]
+    assert f"vocabulary {status['vocabulary']['checksum'][:16]}" in footer[1]
+    assert f"model {status['model']['checksum'][:16]}" in footer[1]
+
+
 def test_pdf_disabled_by_config(tmp_path):
     import fabricate
     from vlm_micro.reporting import write_image_report

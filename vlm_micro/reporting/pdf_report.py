@@ -287,17 +287,34 @@ def _framed_square(rgb: np.ndarray) -> np.ndarray:
     return square
 
 
+FOOTER_CHARS = 160  # characters per provenance line that fit the page width at 5.5 pt monospace
+CHECKSUM_DIGITS = 16
+
+
+def _short(checksum) -> str:
+    return str(checksum)[:CHECKSUM_DIGITS] if checksum else "–"
+
+
+def _tail(text: str, width: int) -> str:
+    """Return ``text``, or its end behind an ellipsis when it is longer than ``width`` characters."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
 def _provenance(fig: Figure, result: ImageResult) -> None:
     status = result.status
     model = status.get("model") or {}
     vocabulary = status.get("vocabulary") or {}
     elapsed = status.get("elapsed_s")
+    head = (f"vlm-micro {status.get('vlm_micro_version', __version__)} · model {model.get('name', '–')} "
+            f"({model.get('spec', '–')}) · file ")
     lines = [
-        f"vlm-micro {status.get('vlm_micro_version', __version__)} · model {model.get('name', '–')} "
-        f"({model.get('spec', '–')}), checksum {model.get('checksum', '–')}",
-        f"config checksum {status.get('config_checksum', '–')} · vocabulary checksum {vocabulary.get('checksum', '–')}",
+        head + _tail(str(result.path), FOOTER_CHARS - len(head)),
+        f"SHA-256, first {CHECKSUM_DIGITS} hex digits (all 64 are in the HTML report): "
+        f"model {_short(model.get('checksum'))} · config {_short(status.get('config_checksum'))} · "
+        f"vocabulary {_short(vocabulary.get('checksum'))}",
         f"started {status.get('started', '–')} · finished {status.get('finished', '–')} · "
-        f"processing time {_num(elapsed, 1)} s · file {result.path}",
+        f"processing time {_num(elapsed, 1)} s",
     ]
-    text = "\n".join(textwrap.shorten(line, 160, placeholder="…") for line in lines)
+    # The first line is already cut to fit, and shorten() would also collapse spaces in the path.
+    text = "\n".join([lines[0]] + [textwrap.shorten(line, FOOTER_CHARS, placeholder="…") for line in lines[1:]])
     fig.text(0.04, 0.012, plain(text), fontsize=5.5, color="#444444", va="bottom", family="monospace")
