@@ -155,3 +155,20 @@ def test_cuda_request_without_gpu_fails_clearly(tmp_path, images, tiny_model_dir
     tiles = out / "tables" / "tiles"
     assert not tiles.exists() or not any(tiles.glob("*.parquet"))
     assert not (out / "images.tsv").exists()
+
+
+def test_closed_output_pipe_exits_without_traceback(monkeypatch, capfd):
+    """`vlm-micro search ... | head` closes the pipe early: exit 1, no BrokenPipeError traceback."""
+    import argparse
+
+    from vlm_micro import cli
+
+    def write_to_closed_pipe(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    parser = argparse.ArgumentParser(prog="vlm-micro")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_subparsers(dest="command").add_parser("flood").set_defaults(func=write_to_closed_pipe)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main(["flood"]) == 1
+    assert "Traceback" not in capfd.readouterr().err
