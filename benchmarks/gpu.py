@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -47,16 +48,55 @@ from vlm_micro.labeling.zero_shot import encode_batch  # noqa: E402
 
 SATURATION = 0.95  # share of the best throughput that counts as saturated
 MODELS = {"demo": (demo_model, 2048), "vit_b_32": (vit_b_32_model, 4096)}  # model and test image side (px)
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
+
+
+def model_names(text: str) -> list[str]:
+    """Parse ``--models``: a comma-separated subset of the keys of MODELS."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    allowed = ",".join(MODELS)
+    if not names:
+        raise argparse.ArgumentTypeError(f"no model given; use a comma-separated subset of {allowed}")
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown model {unknown[0]!r}; use a comma-separated subset of {allowed}")
+    return names
+
+
+def device_name(text: str) -> str:
+    """Parse ``--device``: cpu, cuda, cuda:N or mps."""
+    if not DEVICE_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"invalid device {text!r}; use cpu, cuda, cuda:N (N a GPU index) or mps")
+    return text
+
+
+def check_device_present(parser: argparse.ArgumentParser, device: str) -> None:
+    """Reject a GPU index or mps that this machine does not have.
+
+    Plain cuda without a GPU is accepted, because main then reports that nothing was
+    measured and exits with status 0, so `make bench` runs on any machine.
+    """
+    if device.startswith("cuda:") and torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if int(device.split(":")[1]) >= count:
+            parser.error(f"argument --device: {device} is not present, because only {count} CUDA device(s) are "
+                         f"visible; use cuda:0 to cuda:{count - 1}")
+    if device == "mps" and not torch.backends.mps.is_available():
+        parser.error("argument --device: mps is not available on this machine "
+                     "(torch.backends.mps.is_available() is False); use cpu or cuda")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda", help="torch device (default: cuda)")
+    parser.add_argument("--device", type=device_name, default="cuda",
+                        help="torch device: cpu, cuda, cuda:N or mps (default: cuda)")
     parser.add_argument("--quick", action="store_true", help="small image, batch sizes up to 64, one repeat")
     parser.add_argument("--max-batch", type=int, default=4096, help="largest batch size tried (default: 4096)")
     parser.add_argument("--repeats", type=int, default=None, help="runs per timing, best kept (default: 3, quick: 1)")
-    parser.add_argument("--models", default="demo,vit_b_32", help="comma-separated subset of demo,vit_b_32")
+    parser.add_argument("--models", type=model_names, default="demo,vit_b_32",
+                        help="comma-separated subset of demo,vit_b_32 (default: both)")
     args = parser.parse_args(argv)
+    check_device_present(parser, args.device)
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     if args.quick:
@@ -171,7 +211,7 @@ def main(argv=None) -> int:
     print(f"torch: {torch.__version__}", flush=True)
     vocabulary = load_vocabulary(REPO / "config" / "labels.yaml")
     with tempfile.TemporaryDirectory(prefix="vlm-micro-gpu-") as tmp:
-        for prefix in (name.strip() for name in args.models.split(",") if name.strip()):
+        for prefix in args.models:
             make_model, size_px = MODELS[prefix]
             size_px = 512 if args.quick else size_px
             path = write_test_image(Path(tmp), size_px)

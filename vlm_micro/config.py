@@ -64,13 +64,19 @@ class ImageEntry:
     path: str  # absolute path of the image file
     pixel_size_um: float | None = None  # override from the sample sheet, um/px
     metadata: dict = field(default_factory=dict)  # sample sheet columns (condition, replicate, ...)
+    # Every metadata column of the sample sheet in header order, also those empty in this
+    # row. JSON files are written with sorted keys, so the order is kept here.
+    metadata_columns: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"image_id": self.image_id, "path": self.path, "pixel_size_um": self.pixel_size_um, "metadata": dict(self.metadata)}
+        return {"image_id": self.image_id, "path": self.path, "pixel_size_um": self.pixel_size_um,
+                "metadata": dict(self.metadata), "metadata_columns": list(self.metadata_columns)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ImageEntry":
-        return cls(data["image_id"], data["path"], data.get("pixel_size_um"), dict(data.get("metadata") or {}))
+        metadata = dict(data.get("metadata") or {})
+        columns = list(data.get("metadata_columns") or metadata)
+        return cls(data["image_id"], data["path"], data.get("pixel_size_um"), metadata, columns)
 
 
 # --------------------------------------------------------------------------- schemas
@@ -118,6 +124,8 @@ def _schema_error_message(error, source: str) -> str:
     if len(value) > 80:
         value = value[:77] + "..."
     reason = error.message if error.validator != "oneOf" else "it matches none of the allowed forms"
+    if error.validator == "pattern" and error.schema.get("x-pattern-rule"):
+        reason = " ".join(str(error.schema["x-pattern-rule"]).split())
     if error.validator == "enum":
         reason = "allowed values are " + ", ".join(json.dumps(v) for v in error.validator_value)
     description = " ".join(str(error.schema.get("description", "")).split())
@@ -508,14 +516,40 @@ def _read_sheet_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]
     duplicates = [name for name, count in Counter(header).items() if count > 1]
     if duplicates:
         raise ConfigError(f"{path}: column {duplicates[0]!r} appears twice in the header; keep one")
-    if "path" not in header:
-        raise ConfigError(f"{path}: sample sheet has no 'path' column (header: {', '.join(header)}); it must be tab-separated")
-    if any(not name for name in header):
-        raise ConfigError(f"{path}: the header has an empty column name; name every column")
+    _check_header_columns(path, header)
     rows = numbered[1:]
     if not rows:
         raise ConfigError(f"{path}: sample sheet lists no images; add one row per image below the header")
     return header, rows
+
+
+def _check_header_columns(path: Path, header: list[str]) -> None:
+    """Reject a header without a 'path' column, with an empty name, or with a known column in the wrong case."""
+    if len(header) == 1 and header[0] != "path":
+        # Commas or semicolons in the only column name mean a CSV file. Spaces may be
+        # part of one name, so they count only when a word of the line is 'path'.
+        line = header[0]
+        separator = next((character for character in (",", ";") if character in line), None)
+        if separator is None and len(line.split()) > 1 and "path" in line.lower().split():
+            separator = " "
+        if separator is not None:
+            raise ConfigError(
+                f"{path}: the header line {line!r} contains {separator!r} but no tab, so the sheet is not "
+                "tab-separated; save it as tab-separated text (TSV) with a column named 'path'"
+            )
+    for name in header:
+        known = next((column for column in SAMPLE_SHEET_COLUMNS if name != column and name.lower() == column), None)
+        if known is not None:
+            raise ConfigError(
+                f"{path}: column {name!r} must be named {known!r}; column names are case-sensitive, so rename it"
+            )
+    if "path" not in header:
+        raise ConfigError(
+            f"{path}: sample sheet has no 'path' column (header: {', '.join(header)}); "
+            "name the column of image paths 'path', in lower case"
+        )
+    if any(not name for name in header):
+        raise ConfigError(f"{path}: the header has an empty column name; name every column")
 
 
 def _parse_sheet_row(header: list[str], cells: list[str], where: str) -> dict:
@@ -560,10 +594,10 @@ def load_sample_sheet(path: str | os.PathLike) -> list[ImageEntry]:
             raise ConfigError(f"{where}: {image_path} is already listed on line {seen_files[image_path]}; list each file once")
         seen_files[image_path] = number
         rows.append((number, image_path, row))
-    return _sheet_entries(path, rows)
+    return _sheet_entries(path, header, rows)
 
 
-def _sheet_entries(path: Path, rows: list[tuple[int, Path, dict]]) -> list[ImageEntry]:
+def _sheet_entries(path: Path, header: list[str], rows: list[tuple[int, Path, dict]]) -> list[ImageEntry]:
     given = {}
     for number, _, row in rows:
         image_id = row.get("image_id")
@@ -576,9 +610,10 @@ def _sheet_entries(path: Path, rows: list[tuple[int, Path, dict]]) -> list[Image
         given[image_id.lower()] = number
     missing = [image_path for _, image_path, row in rows if "image_id" not in row]
     derived = iter(derive_image_ids(missing, reserved=set(given)) if missing else [])
+    metadata_columns = [name for name in header if name not in ("path", "image_id", "pixel_size_um")]
     entries = []
     for _, image_path, row in rows:
         image_id = row["image_id"] if "image_id" in row else next(derived)
-        metadata = {key: value for key, value in row.items() if key not in ("path", "image_id", "pixel_size_um")}
-        entries.append(ImageEntry(image_id, str(image_path), row.get("pixel_size_um"), metadata))
+        metadata = {key: row[key] for key in metadata_columns if key in row}
+        entries.append(ImageEntry(image_id, str(image_path), row.get("pixel_size_um"), metadata, list(metadata_columns)))
     return entries

@@ -100,3 +100,44 @@ def test_inspect_invalid_config_value(capsys, tmp_path):
     status, _, err = run_inspect(capsys, "--config", config, DATA_DIR / "nuclei_img2d.tif")
     assert status == 1
     assert "read.z_projection" in err
+
+
+def truncated_ome_tiff(tmp_path: Path, tile: tuple | None = None) -> Path:
+    """Write a 512 x 512 uint16 OME-TIFF with zlib compression and cut it to 60 % of its bytes."""
+    path = tmp_path / "cut.ome.tif"
+    pixels = np.random.default_rng(0).integers(0, 4000, (512, 512), dtype=np.uint16)
+    tifffile.imwrite(path, pixels, compression="zlib", ome=True, tile=tile, metadata={"axes": "YX"})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 6 // 10])
+    return path
+
+
+def test_inspect_json_truncated_tiff(capsys, tmp_path):
+    for tile in (None, (128, 128)):
+        path = truncated_ome_tiff(tmp_path, tile)
+        status, out, _ = run_inspect(capsys, "--json", path)
+        info = json.loads(out)
+        problem = info["series_list"][0]["problem"]
+        assert status == 0
+        assert problem is not None
+        assert problem.startswith("file is truncated: image data ends at byte ")
+        assert problem.endswith(f"but the file has {path.stat().st_size} bytes; copy or export the image again")
+        assert info["reader_choice"]["views"] == 0
+        assert info["reader_choice"]["per_series"] == [{"series": 0, "problem": problem}]
+
+
+def test_inspect_summary_truncated_tiff(capsys, tmp_path):
+    path = truncated_ome_tiff(tmp_path)
+    status, out, _ = run_inspect(capsys, path)
+    assert status == 0
+    assert "      cannot be read: file is truncated: image data ends at byte " in out
+    assert "reader uses: series [0], 0 view(s)" in out
+
+
+def test_inspect_complete_tiff_has_no_problem(capsys, tmp_path):
+    path = tmp_path / "whole.ome.tif"
+    tifffile.imwrite(path, np.ones((512, 512), np.uint16), compression="zlib", ome=True, metadata={"axes": "YX"})
+    _, out, _ = run_inspect(capsys, "--json", path)
+    info = json.loads(out)
+    assert info["series_list"][0]["problem"] is None
+    assert info["reader_choice"]["views"] == 1

@@ -126,6 +126,22 @@ def test_sample_sheet_extra_columns_are_metadata(tmp_path):
     assert entry.metadata == {"well": "A01", "plate": "P1"}
 
 
+def test_sample_sheet_metadata_order_kept(tmp_path):
+    import json
+
+    touch(tmp_path, "a.tif", "b.tif")
+    sheet = write_sheet(tmp_path, "path\tzeta\timage_id\tcondition\talpha\na.tif\tz\t\tc\t\nb.tif\t\t\t\tx\n")
+    first, second = load_sample_sheet(sheet)
+    assert first.metadata_columns == ["zeta", "condition", "alpha"]
+    assert second.metadata_columns == ["zeta", "condition", "alpha"]
+    assert first.metadata == {"zeta": "z", "condition": "c"}
+    assert second.metadata == {"alpha": "x"}
+    # Shard files are written with sorted keys; the column list survives that.
+    restored = ImageEntry.from_dict(json.loads(json.dumps(first.to_dict(), sort_keys=True)))
+    assert restored.metadata_columns == ["zeta", "condition", "alpha"]
+    assert restored == first
+
+
 def test_sample_sheet_only_path_column(tmp_path):
     touch(tmp_path, "a.tif")
     sheet = write_sheet(tmp_path, "path\na.tif\n\n")
@@ -162,7 +178,11 @@ def test_sample_sheet_invalid_rows(tmp_path, rows, expected):
     [
         ("", "sample sheet is empty"),
         ("image\tcondition\na.tif\tx\n", "no 'path' column"),
-        ("path,condition\na.tif,x\n", "no 'path' column"),
+        ("path,condition\na.tif,x\n", "not tab-separated"),
+        ("path;condition\na.tif;x\n", "not tab-separated"),
+        ("path condition\na.tif x\n", "not tab-separated"),
+        ("Path\tcondition\na.tif\tx\n", "column 'Path' must be named 'path'"),
+        ("path\tCondition\na.tif\tx\n", "column 'Condition' must be named 'condition'"),
         ("path\tpath\na.tif\ta.tif\n", "appears twice"),
         ("path\n", "lists no images"),
     ],
@@ -171,6 +191,27 @@ def test_sample_sheet_invalid_layout(tmp_path, text, expected):
     touch(tmp_path, "a.tif")
     with pytest.raises(ConfigError, match=expected):
         load_sample_sheet(write_sheet(tmp_path, text))
+
+
+@pytest.mark.parametrize("header", ["Path\tcondition", "file\tcondition", "file", "image file", "PATH"])
+def test_tab_hint_only_for_csv_header(tmp_path, header):
+    touch(tmp_path, "a.tif")
+    with pytest.raises(ConfigError) as info:
+        load_sample_sheet(write_sheet(tmp_path, f"{header}\na.tif\tx\n"))
+    message = str(info.value)
+    assert "separated" not in message
+    assert "'path'" in message
+
+
+def test_invalid_image_id_rule_in_words(tmp_path):
+    touch(tmp_path, "a.tif")
+    with pytest.raises(ConfigError) as info:
+        load_sample_sheet(write_sheet(tmp_path, "path\timage_id\na.tif\t_a b\n"))
+    message = str(info.value)
+    assert "images.tsv line 2: invalid value \"_a b\" for 'image_id'" in message
+    assert "it must start with a letter or digit and contain only letters, digits, '.', '_' and '-'" in message
+    assert "at most 100 characters" in message
+    assert "^[" not in message
 
 
 def test_sample_sheet_missing(tmp_path):

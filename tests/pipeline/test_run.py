@@ -19,6 +19,8 @@ from vlm_micro.pipeline.run import (
     first_job_error,
     process_start,
     profile_path,
+    read_workflow_error,
+    record_workflow_error,
     run_lock,
     snakemake_command,
 )
@@ -136,6 +138,18 @@ def test_first_job_error(tmp_path):
     logs.mkdir(parents=True)
     (logs / "shard_0000.log").write_text("INFO x\nvlm-micro process-shard: error: model folder not found: /m\n")
     assert first_job_error(tmp_path, 0.0) == "vlm-micro process-shard: error: model folder not found: /m"
+
+
+def test_workflow_error_stored_and_read(tmp_path):
+    assert read_workflow_error(tmp_path) == ""
+    record_workflow_error(tmp_path, "finetune.annotations not found: /a.csv; fix the path in the config")
+    assert read_workflow_error(tmp_path) == "finetune.annotations not found: /a.csv; fix the path in the config"
+
+
+def test_unwritable_workflow_error_skipped(tmp_path):
+    (tmp_path / "logs").write_text("a file where the logs folder should be")
+    record_workflow_error(tmp_path, "finetune.annotations not found: /a.csv")
+    assert read_workflow_error(tmp_path) == ""
 
 
 @pytest.mark.parametrize(("arguments", "message"), [

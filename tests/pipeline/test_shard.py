@@ -113,6 +113,24 @@ def test_rerun_reuses_finished_images(first_run, tmp_path):
     assert manifest["n_failed"] == 1
 
 
+def test_reuse_updates_sheet_metadata(first_run, tmp_path):
+    config, _ = first_run
+    out = tmp_path / "copy"
+    shutil.copytree(config["out"], out)
+    entries = list_images(dict(config, out=str(out)))
+    for entry in entries:
+        entry.metadata = {"condition": "treated"}
+        entry.metadata_columns = ["replicate", "condition"]
+    shard_file = out / "shards" / "shard_0000.images.json"
+    write_shard_file(shard_file, "shard_0000", str(out), labelling_settings(config), entries, str(out / "label.log"))
+    manifest = process_shard(shard_file, out / "shards" / "shard_0000.manifest.json", threads=1)
+    assert manifest["n_reused"] == 2
+    for item in manifest["images"]:
+        status = read_status(out, item["image_id"])
+        assert status["metadata"] == {"condition": "treated"}
+        assert status["metadata_columns"] == ["replicate", "condition"]
+
+
 def test_shard_writes_report_of_every_image(first_run, tmp_path):
     config, _ = first_run
     out = tmp_path / "copy"

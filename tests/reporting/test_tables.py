@@ -188,6 +188,39 @@ def test_metadata_column_clash_renamed(tmp_path):
     assert images.loc[0, "condition"] == "x"
 
 
+def test_metadata_columns_keep_sheet_order(tmp_path):
+    import json
+
+    import fabricate
+    from vlm_micro.reporting.summary import build_images_table, load_results
+
+    out = tmp_path / "results"
+    sheet_order = ["zeta", "condition", "alpha"]
+    fabricate.write_image(out, "a", metadata={"zeta": "z1", "condition": "c1", "alpha": "a1"})
+    fabricate.write_image(out, "b", seed=1, metadata={"alpha": "a2"})  # zeta and condition empty in the sheet
+    for image_id in ("a", "b"):
+        path = out / "status" / f"{image_id}.json"
+        status = json.loads(path.read_text(encoding="utf-8"))
+        status["metadata_columns"] = sheet_order
+        # Sorted keys, as the pipeline writes status files.
+        path.write_text(json.dumps(status, indent=2, sort_keys=True), encoding="utf-8")
+    images = build_images_table(load_results(out, ["b", "a"]))
+    assert list(images.columns[4:7]) == sheet_order
+    assert images.loc[0, "zeta"] == ""
+    assert images.loc[0, "alpha"] == "a2"
+    assert images.loc[1, "zeta"] == "z1"
+
+
+def test_metadata_order_without_column_list(tmp_path):
+    import fabricate
+    from vlm_micro.reporting.summary import build_images_table, load_results
+
+    out = tmp_path / "results"
+    fabricate.write_image(out, "a", metadata={"replicate": "1", "condition": "c1"})
+    images = build_images_table(load_results(out, ["a"]))
+    assert list(images.columns[4:6]) == ["replicate", "condition"]
+
+
 def test_unreadable_status_listed_as_failed(tmp_path):
     import fabricate
     from vlm_micro.reporting import write_run_summary

@@ -153,15 +153,27 @@ def test_corrected_column_overrides_plain_csv(tile_dataset, vocabulary):
     assert table.loc[1, "cell_type"] == frame.loc[1, "cell_type"]
 
 
+def test_unknown_corrected_cell_type_names_row(tile_dataset, vocabulary):
+    frame = pd.read_csv(tile_dataset / "annotations.csv")
+    frame["cell_type_corrected"] = ""
+    frame.loc[3, "cell_type_corrected"] = "unicorn"
+    frame.to_csv(tile_dataset / "corrected.csv", index=False)
+    with pytest.raises(AnnotationError) as info:
+        load_annotations(tile_dataset / "corrected.csv", vocabulary)
+    assert str(info.value).startswith(
+        f"{tile_dataset / 'corrected.csv'}: unknown cell type 'unicorn' in column 'cell_type_corrected', data row 4; "
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"cell_type": "delta"}, "unknown cell type 'delta'"),
+        ({"cell_type": "delta"}, "unknown cell type 'delta' in column 'cell_type', data row 2; use one of alpha, beta"),
         ({"anomaly_kind": "smudge"}, "unknown label 'smudge'"),
         ({"anomaly": "maybe"}, "use 0 or 1"),
         ({"y": "top"}, "column 'y'"),
         ({"width": "-4"}, "must be positive"),
-        ({"image_path": "images/missing.png"}, "image file not found"),
+        ({"image_path": "images/missing.png"}, "image file not found in data row 2: "),
     ],
 )
 def test_csv_errors_name_the_value(tile_dataset, vocabulary, change, message):

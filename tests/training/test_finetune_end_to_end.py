@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from vlm_micro.cli import main
-from vlm_micro.errors import ConfigError
+from vlm_micro.errors import AnnotationError, ConfigError
 from vlm_micro.model import load_model
 from vlm_micro.training import wise
 from vlm_micro.training.calibration import fit_anomaly_temperature, fit_temperature
@@ -83,6 +83,43 @@ def test_finetune_cli_without_annotations_fails(tiny_dir, labels_file, tmp_path,
                    "--config", str(_empty_config(tmp_path)), "--out", str(tmp_path / "x")])
     assert status == 1
     assert "no annotations given" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Make loading a model fail the test, so the checks must come before it."""
+    import vlm_micro.model
+
+    def load_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the annotations were checked")
+
+    monkeypatch.setattr(vlm_micro.model, "load_model", load_model)
+
+
+@pytest.mark.parametrize(("option", "name"), [
+    ("--annotations", "annotations"),
+    ("--reference-annotations", "reference annotations"),
+])
+def test_finetune_cli_missing_annotations(tiny_dir, tile_dataset, labels_file, tmp_path, capsys, no_model_loading,
+                                          option, name):
+    missing = tmp_path / "missing.csv"
+    paths = {"--annotations": str(tile_dataset / "annotations.csv"), "--reference-annotations": str(tile_dataset)}
+    paths[option] = str(missing)
+    arguments = [part for pair in paths.items() for part in pair]
+    status = main(["finetune", "--base", f"local-dir:{tiny_dir}", "--labels", str(labels_file),
+                   "--config", str(_empty_config(tmp_path)), "--out", str(tmp_path / "x"), *arguments])
+    error = capsys.readouterr().err
+    assert status == 1
+    assert f"vlm-micro finetune: error: {name} not found: {missing}; fix {option} or finetune." in error
+
+
+def test_finetune_checks_reference_table_first(tiny_dir, tile_dataset, vocabulary, tmp_path, no_model_loading):
+    reference = tmp_path / "reference.csv"
+    reference.write_text("image_path,cell_type\nimages/missing.png,alpha\n")
+    settings = FinetuneSettings(base=f"local-dir:{tiny_dir}", annotations=str(tile_dataset / "annotations.csv"),
+                                out=str(tmp_path / "x"), reference_annotations=str(reference), device="cpu")
+    with pytest.raises(AnnotationError, match="image file not found"):
+        finetune(settings, vocabulary)
 
 
 def _empty_config(tmp_path):

@@ -105,6 +105,60 @@ def test_finetune_target_needs_annotations(many_images):
     assert "finetune.annotations is not set" in completed.stdout + completed.stderr
 
 
+MISSING_ANNOTATION_CASES = [
+    ("finetune", "annotations"),
+    ("finetune", "reference_annotations"),
+    ("evaluate", "annotations"),
+]
+
+
+def config_with_missing_annotations(config_path: Path, tmp_path: Path, section: str, key: str) -> Path:
+    """Point ``section.key`` of the config at a missing file, with every other annotation path present."""
+    annotations = tmp_path / "annotations.csv"
+    annotations.write_text("image_path,image_id,y,x,height,width,cell_type\n", encoding="utf-8")
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    config["finetune"] = {"annotations": str(annotations), "out": str(tmp_path / "finetuned")}
+    config["evaluate"] = {"annotations": str(annotations), "out": str(tmp_path / "evaluation")}
+    missing = tmp_path / "no such folder" / "missing.csv"
+    config[section][key] = str(missing)
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return missing
+
+
+@pytest.mark.parametrize(("section", "key"), MISSING_ANNOTATION_CASES)
+def test_missing_annotations_named_in_dry_run(many_images, tmp_path, section, key):
+    missing = config_with_missing_annotations(many_images, tmp_path, section, key)
+    completed = run_snakemake("--configfile", str(many_images), "--dry-run", "--cores", "1", section)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode != 0
+    assert f"{section}.{key} not found: {missing}; fix the path in the config" in output
+    assert "MissingInputException" not in output
+    stored = (tmp_path / "out" / "logs" / "workflow_error.txt").read_text(encoding="utf-8")
+    assert stored.startswith(f"{section}.{key} not found: {missing};")
+
+
+@pytest.mark.parametrize(("section", "key"), MISSING_ANNOTATION_CASES)
+def test_run_names_missing_annotations_last(many_images, tmp_path, section, key):
+    missing = config_with_missing_annotations(many_images, tmp_path, section, key)
+    command = [sys.executable, "-m", "vlm_micro", "run", "--config", str(many_images), "--", "--dry-run", section]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                               env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert completed.returncode == 1
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("vlm-micro run: error: the workflow stopped before any job ran: ")
+    assert f"{section}.{key} not found: {missing}; fix the path in the config" in last_line
+
+
+def test_annotation_folder_accepted(many_images, tmp_path):
+    folder = tmp_path / "class folders"
+    (folder / "lymphocyte").mkdir(parents=True)
+    config = yaml.safe_load(many_images.read_text(encoding="utf-8"))
+    config["finetune"] = {"annotations": str(folder), "reference_annotations": str(folder), "out": str(tmp_path / "finetuned")}
+    many_images.write_text(yaml.safe_dump(config), encoding="utf-8")
+    counts, _ = dry_run_jobs(many_images, "finetune")
+    assert counts["finetune"] == 1
+
+
 def test_optional_targets_dry_run(many_images, tmp_path):
     annotations = tmp_path / "annotations.csv"
     annotations.write_text("image_path,image_id,y,x,height,width,cell_type\n", encoding="utf-8")

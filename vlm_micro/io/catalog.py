@@ -198,11 +198,11 @@ def _find_series(entries: list[SeriesEntry], selector: str | int) -> SeriesEntry
     return None
 
 
-def check_data_in_file(series, path) -> None:
-    """Raise ImageReadError when image data of ``series`` lies past the end of its file.
+def data_past_end(series) -> str | None:
+    """Return why image data of ``series`` lies past the end of its file, or None when it does not.
 
     Reads only the strip and tile offsets already parsed from the IFDs, so a
-    truncated file fails with a clear message before any pixel is decoded.
+    truncated file is found before any pixel is decoded.
     """
     for level in series.levels:
         for page in level.pages:
@@ -211,8 +211,12 @@ def check_data_in_file(series, path) -> None:
             size = page.parent.filehandle.size
             ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts) if n > 0]
             if ends and max(ends) > size:
-                raise read_error(
-                    path,
-                    f"file is truncated: image data ends at byte {max(ends)} but the file has {size} bytes",
-                    "copy or export the image again",
-                )
+                return f"file is truncated: image data ends at byte {max(ends)} but the file has {size} bytes"
+    return None
+
+
+def check_data_in_file(series, path) -> None:
+    """Raise ImageReadError when image data of ``series`` lies past the end of its file."""
+    problem = data_past_end(series)
+    if problem is not None:
+        raise read_error(path, problem, "copy or export the image again")

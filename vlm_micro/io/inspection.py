@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from vlm_micro.io.catalog import ROLE_IMAGE, SeriesEntry, catalog_tiff, select_series
+from vlm_micro.io.catalog import ROLE_IMAGE, SeriesEntry, catalog_tiff, data_past_end, select_series
 from vlm_micro.io.colors import channel_colors, to_hex
 from vlm_micro.io.diagnose import DECODE_ERRORS, file_kind, wrap_decode_error
 from vlm_micro.io.raster import FORMAT_NAMES, level_count, raster_info
@@ -72,7 +72,7 @@ def _reader_choice(entries: list[SeriesEntry], settings: ReadSettings, path) -> 
     chosen = select_series(entries, settings.series, path)
     choice = {"series": [e.index for e in chosen], "views": 0, "settings": _settings_dict(settings), "per_series": []}
     for entry in chosen:
-        if entry.layout is None:
+        if entry.problem:
             choice["per_series"].append({"series": entry.index, "problem": entry.problem})
             continue
         frames = frame_indices(entry, settings.frames, path)
@@ -99,10 +99,24 @@ def _settings_dict(settings: ReadSettings) -> dict:
     }
 
 
+def _mark_truncated_series(tif, entries: list[SeriesEntry]) -> None:
+    """Set the problem of each series whose image data lies past the end of the file.
+
+    A run fails such a series with the same message (see
+    :func:`vlm_micro.io.catalog.check_data_in_file`).
+    """
+    for entry in entries:
+        if entry.problem is None:
+            truncated = data_past_end(tif.series[entry.index])
+            if truncated is not None:
+                entry.problem = f"{truncated}; copy or export the image again"
+
+
 def _inspect_tiff(path: Path, settings: ReadSettings) -> dict:
     tif = open_tiff(path)
     try:
         entries = catalog_tiff(tif)
+        _mark_truncated_series(tif, entries)
         info = {"format": _tiff_format(tif), "bigtiff": bool(tif.is_bigtiff)}
         info["series_list"] = [_series_dict(e, settings) for e in entries]
         info["reader_choice"] = _reader_choice(entries, settings, path)
@@ -119,6 +133,8 @@ def _inspect_tiff(path: Path, settings: ReadSettings) -> dict:
 
 
 def _inspect_raster(path: Path, kind: str, settings: ReadSettings) -> dict:
+    # NOTE: a truncated PNG or JPEG is found only when its pixels are decoded, which
+    # inspect does not do, so its series gets no problem here while a run fails it.
     header = raster_info(path, kind)
     rows, cols = header["height"], header["width"]
     levels = [{"shape": [max(1, rows >> k), max(1, cols >> k)], "downsample": float(2**k), "native": k == 0}

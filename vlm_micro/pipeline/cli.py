@@ -129,6 +129,8 @@ def _run_and_report(config: dict, args) -> int:
     log.info("%d image(s) to label into %s", n_images, config["out"])
     result = run_workflow(config, cores=args.cores, profile=args.profile, extra=args.snakemake_args)
     out = Path(config["out"])
+    if result.returncode != 0 and result.workflow_error:
+        raise VlmMicroError(f"the workflow stopped before any job ran: {result.workflow_error}")
     if result.returncode != 0:
         cause = f"; first job error: {result.job_error}" if result.job_error else ""
         raise VlmMicroError(

@@ -121,6 +121,7 @@ def base_record(entry: ImageEntry, context) -> dict:
         "finished": None,
         "elapsed_s": None,
         "metadata": dict(entry.metadata),
+        "metadata_columns": list(entry.metadata_columns),
         "n_views": 0,
     }
 

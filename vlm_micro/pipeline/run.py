@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = ".vlm-micro.lock"
 RUN_CONFIG_NAME = "run_config.yaml"  # written below OUT/logs, passed to snakemake
+WORKFLOW_ERROR_NAME = "workflow_error.txt"  # below OUT/logs, see record_workflow_error
 SNAKEFILE = WORKFLOW_DIR / "Snakefile"
 PROFILE_DIR = WORKFLOW_DIR / "profiles"
 
@@ -43,6 +44,7 @@ class RunResult:
     n_failed: int  # rows with status failed
     index: Path  # OUT/index.html
     job_error: str = ""  # first error line of a failed job's log, when snakemake failed
+    workflow_error: str = ""  # error of a workflow input function (no job ran), when snakemake failed
 
 
 # --------------------------------------------------------------------------- checks and lock
@@ -292,6 +294,34 @@ def first_job_error(out: Path, since: float) -> str:
     return ""
 
 
+def workflow_error_path(out: str | os.PathLike) -> Path:
+    """Return the file in which the workflow stores an error raised while it builds its jobs."""
+    return Path(out) / "logs" / WORKFLOW_ERROR_NAME
+
+
+def record_workflow_error(out: str | os.PathLike, message: str) -> None:
+    """Store ``message`` for :func:`run_workflow`, which reports it as the cause of the failure.
+
+    The workflow calls this before it raises an error in an input function. Snakemake
+    prints such an error in the middle of its output and only exits with status 1, so
+    without the file the user would see no cause in the final line. A file that cannot
+    be written is skipped, because the error is raised either way.
+    """
+    path = workflow_error_path(out)
+    try:
+        write_text(path, message + "\n")
+    except OSError as exc:
+        log.warning("cannot store the workflow error in %s (%s); the error is raised anyway", path, exc)
+
+
+def read_workflow_error(out: Path) -> str:
+    """Return the error that the workflow stored with :func:`record_workflow_error`, or ''."""
+    try:
+        return workflow_error_path(out).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def run_workflow(config: dict, *, cores: int | None = None, profile: str | None = None, extra: list[str] | None = None) -> RunResult:
     """Run the workflow for a validated config whose paths are absolute.
 
@@ -317,6 +347,8 @@ def run_workflow(config: dict, *, cores: int | None = None, profile: str | None 
     with run_lock(out) as lock:
         config_file = write_run_config(config, out)
         command = snakemake_command(config_file, out, cores, profile, extra or [])
+        # An error stored by an earlier run must not be reported as the cause of this one.
+        workflow_error_path(out).unlink(missing_ok=True)
         if lock.stale_holder is not None:
             unlock_workdir(command, out)
         log.info("running: %s", " ".join(command))
@@ -324,5 +356,6 @@ def run_workflow(config: dict, *, cores: int | None = None, profile: str | None 
         lock.record_child(process.pid)
         returncode = _wait(process)
     n_images, n_failed = count_failed(out / "images.tsv")
-    error = first_job_error(out, started) if returncode else ""
-    return RunResult(returncode, n_images, n_failed, out / "index.html", error)
+    job_error = first_job_error(out, started) if returncode else ""
+    workflow_error = read_workflow_error(out) if returncode else ""
+    return RunResult(returncode, n_images, n_failed, out / "index.html", job_error, workflow_error)

@@ -272,12 +272,27 @@ def labelling_threads(threads: int | None, report: dict | None) -> int | None:
     return threads
 
 
+def refresh_sheet_metadata(out: Path, entry: ImageEntry, status: dict) -> None:
+    """Store the current sample-sheet metadata in a reused image's status file.
+
+    The metadata do not change labels, so an edited condition or replicate column
+    reuses the image. Without this update, images.tsv and the reports would show the
+    values of the run that labelled it.
+    """
+    current = {"metadata": dict(entry.metadata), "metadata_columns": list(entry.metadata_columns)}
+    if all(status.get(key) == value for key, value in current.items()):
+        return
+    status.update(current)
+    write_json(ImageOutputs(out, entry.image_id).status, status)
+
+
 def _process_entry(entry: ImageEntry, context: ShardContext, model_checksum: str | None, writer) -> dict:
     """Label one image of the shard, or reuse its earlier result, and queue its report."""
     status = reusable_status(context.out, entry, context.checksum, model_checksum)
     reused = status is not None
     if reused:
         log.info("image %s: reusing the result of an earlier run", entry.image_id)
+        refresh_sheet_metadata(context.out, entry, status)
     else:
         # Loaded here, outside the per-image error handling, so that a model that
         # cannot be loaded fails the job instead of every image.

@@ -104,8 +104,7 @@ def image_section(result: ImageResult, n_planes: int) -> str:
     if not info:
         # The image failed before it could be inspected: only the file and the sample sheet are known.
         rows = [("File name", f"<code>{esc(result.name)}</code>"), ("Full path", f"<code>{esc(result.path)}</code>")]
-        rows += [(f"Sample sheet: {key}", esc(_or_dash(value, "–")))
-                 for key, value in (result.status.get("metadata") or {}).items()]
+        rows += [(f"Sample sheet: {key}", esc(_or_dash(value, "–"))) for key, value in result.sheet_metadata()]
         return "<h2>Image</h2>\n" + kv_table(rows)
 
     shape = result.plane_shape()
@@ -135,7 +134,7 @@ def image_section(result: ImageResult, n_planes: int) -> str:
         rows.append(("Modality (prompts used)", esc(modality)))
     if n_planes > 1:
         rows.append(("Planes labelled", esc(f"{n_planes} (series × frames); figures show the first")))
-    for key, value in (result.status.get("metadata") or {}).items():
+    for key, value in result.sheet_metadata():
         rows.append((f"Sample sheet: {key}", esc(_or_dash(value, "–"))))
     return "<h2>Image</h2>\n" + kv_table(rows)
 

@@ -221,7 +221,7 @@ def _facts(fig: Figure, ctx: ReportContext) -> None:
             f"size {size}, pixel size {pixel}",
             f"axes {(result.status.get('info') or {}).get('axes', '–')}, series {plane.get('series', '–')}, "
             f"frame {'none' if frame is None else frame}, z projection {plane.get('projection') or 'none'}",
-        ] + [f"{key}: {value}" for key, value in list((result.status.get("metadata") or {}).items())[:4]],
+        ] + [f"{key}: {'–' if value is None else value}" for key, value in result.sheet_metadata()[:4]],
         "Anomalies": [
             f"{stats['n_anomalous']} of {stats['n_tiles']} {ctx.unit} anomalous "
             f"({_num(_pct(stats['anomaly_rate']), 1)} %)",

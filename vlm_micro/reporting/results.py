@@ -78,6 +78,18 @@ class ImageResult:
         """File name of the source image (or the image id when the path is unknown)."""
         return Path(self.path).name or self.image_id
 
+    def sheet_metadata(self) -> list[tuple[str, object]]:
+        """Return the (column, value) pairs of the image's sample-sheet metadata in sheet order.
+
+        ``metadata_columns`` lists every metadata column of the sheet, also those empty
+        for this image, which get None. Status files written before it existed have
+        only the ``metadata`` dict, whose keys are sorted.
+        """
+        metadata = self.status.get("metadata") or {}
+        columns = list(self.status.get("metadata_columns") or [])
+        columns += [key for key in metadata if key not in columns]
+        return [(key, metadata.get(key)) for key in columns]
+
     @property
     def class_names(self) -> list[str]:
         """Cell types in vocabulary order, extended by any other label found in the tiles."""

@@ -122,15 +122,15 @@ def run_vocabulary(results: list[ImageResult]) -> tuple[list[str], list[str]]:
 def build_images_table(results: list[ImageResult]) -> pd.DataFrame:
     """Return images.tsv as a DataFrame, one row per image, failures included.
 
-    Sample-sheet columns follow ``error``. A sample-sheet column whose name clashes
-    with a column of this table is renamed ``meta_<name>``.
+    Sample-sheet columns follow ``error``, in sample-sheet order. A sample-sheet column
+    whose name clashes with a column of this table is renamed ``meta_<name>``.
     """
     classes, kinds = run_vocabulary(results)
     rows = [image_row(result, classes, kinds) for result in results]
     fixed = list(rows[0]) if rows else list(LEADING_COLUMNS)
     metadata_columns: list[str] = []
     for result, row in zip(results, rows):
-        for key, value in (result.status.get("metadata") or {}).items():
+        for key, value in result.sheet_metadata():
             name = f"meta_{key}" if key in fixed or key.startswith(("count_", "frac_", "anomalous_")) else str(key)
             if name not in metadata_columns:
                 metadata_columns.append(name)

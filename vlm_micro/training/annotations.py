@@ -112,11 +112,12 @@ def _standardise(table: pd.DataFrame, path: Path, vocabulary: Vocabulary, includ
 
     keep = (out["cell_type"] != "") | out["anomaly"].notna()
     keep &= ~_skipped_rows(table)
+    data_rows = np.flatnonzero(keep.to_numpy()) + 1  # row numbers in the file's data, for messages
     out = out[keep].reset_index(drop=True)
     if out.empty:
         hint = " (fill cell_type_corrected or anomaly_kind_corrected, or pass include_uncorrected)" if is_run_table else ""
         raise AnnotationError(f"{path} has no labelled rows{hint}")
-    _check_images_exist(out, path)
+    _check_images_exist(out, path, data_rows)
     log.info("read %d annotated tiles from %d images in %s", len(out), out["image_path"].nunique(), path)
     return out[list(COLUMNS)]
 
@@ -202,10 +203,12 @@ def _labels(table, path, vocabulary, is_run_table, include_uncorrected):
         if "label" in table.columns:
             _apply_generic_label(table, path, class_lookup, kind_lookup, cell_type, anomaly, anomaly_kind)
 
+    cell_type_columns = pd.Series(["cell_type"] * n, index=cell_type.index, dtype=object)  # where each value came from
     if "cell_type_corrected" in table.columns:
         corrected = _text_column(table, "cell_type_corrected", "")
         filled = (corrected != "") & ~corrected.str.lower().isin(SKIP_LABELS)
         cell_type = cell_type.where(~filled, corrected)
+        cell_type_columns = cell_type_columns.where(~filled, "cell_type_corrected")
     if "anomaly_kind_corrected" in table.columns:
         corrected = _text_column(table, "anomaly_kind_corrected", "")
         filled = (corrected != "") & ~corrected.str.lower().isin(SKIP_LABELS)
@@ -213,7 +216,11 @@ def _labels(table, path, vocabulary, is_run_table, include_uncorrected):
             anomaly.iloc[row], anomaly_kind.iloc[row] = _parse_anomaly_label(
                 corrected.iloc[row], kind_lookup, path, "anomaly_kind_corrected", row)
 
-    cell_type = cell_type.map(lambda value: _canonical_class(value, class_lookup, path))
+    cell_type = pd.Series(
+        [_canonical_class(value, class_lookup, path, column, row)
+         for row, (value, column) in enumerate(zip(cell_type, cell_type_columns))],
+        index=cell_type.index, dtype=object,
+    )
     if not (cell_type != "").any() and not anomaly.notna().any():
         columns = "cell_type, anomaly_kind, anomaly or label"
         if is_run_table:
@@ -276,20 +283,24 @@ def _canonical_kind(value, kind_lookup, path, column, row, class_lookup=None):
     )
 
 
-def _canonical_class(value, class_lookup, path):
+def _canonical_class(value, class_lookup, path, column, row):
     if not value or value.lower() in SKIP_LABELS:
         return ""
     if value.lower() in class_lookup:
         return class_lookup[value.lower()]
     raise AnnotationError(
-        f"{path}: unknown cell type {value!r}; use one of {', '.join(sorted(class_lookup.values()))} (names from labels.yaml)"
+        f"{path}: unknown cell type {value!r} in column {column!r}, data row {row + 1}; "
+        f"use one of {', '.join(sorted(class_lookup.values()))} (names from labels.yaml)"
     )
 
 
-def _check_images_exist(table: pd.DataFrame, path: Path) -> None:
-    for image_path in table["image_path"].unique():
-        if not Path(image_path).is_file():
-            raise AnnotationError(f"{path}: image file not found: {image_path}; fix the path or remove its rows")
+def _check_images_exist(table: pd.DataFrame, path: Path, data_rows: np.ndarray) -> None:
+    exists = {image_path: Path(image_path).is_file() for image_path in table["image_path"].unique()}
+    for position, image_path in enumerate(table["image_path"]):
+        if not exists[image_path]:
+            raise AnnotationError(
+                f"{path}: image file not found in data row {data_rows[position]}: {image_path}; fix the path or remove its rows"
+            )
 
 
 def _load_class_folders(folder: Path, vocabulary: Vocabulary) -> pd.DataFrame:

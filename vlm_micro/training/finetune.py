@@ -2,8 +2,8 @@
 
 Steps:
 
-1. load the base model and the annotations, and read the tiles through the pipeline's
-   reader;
+1. check the annotation tables, load the base model and read the tiles through the
+   pipeline's reader;
 2. split by image and score the base model on the validation images;
 3. train contrastively (:mod:`vlm_micro.training.contrastive`);
 4. ensemble the weights with the base model at the alpha that validation prefers
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlm_micro.errors import ConfigError, ModelLoadError
+from vlm_micro.errors import AnnotationError, ConfigError, ModelLoadError
 from vlm_micro.labeling.vocabulary import Vocabulary
 from vlm_micro.training import calibration, wise
 from vlm_micro.training.annotations import load_annotations
@@ -131,9 +131,14 @@ def finetune(settings: FinetuneSettings, vocabulary: Vocabulary, read_settings=N
         raise ConfigError("no annotations given; pass --annotations CSV_OR_FOLDER or set finetune.annotations in the config")
     started = time.perf_counter()
     out = Path(settings.out)
+    # Loading the model and reading the tiles can take minutes, so both annotation
+    # tables are checked first and a mistake in the reference table fails at once.
+    check_annotation_paths(settings)
+    table = load_annotations(settings.annotations, vocabulary, settings.include_uncorrected)
+    reference_table = load_annotations(settings.reference_annotations, vocabulary) if settings.reference_annotations else None
     loaded = load_model(settings.base, device=settings.device)
-    table, train, val = load_split(settings, vocabulary, loaded, read_settings, progress)
-    reference = load_reference(settings, vocabulary, loaded, read_settings, progress)
+    train, val = load_split(settings, table, vocabulary, loaded, read_settings, progress)
+    reference = load_reference(reference_table, vocabulary, loaded, read_settings, progress)
 
     before = evaluate_split(loaded, vocabulary, val)
     reference_before = evaluate_split(loaded, vocabulary, reference) if reference else None
@@ -189,20 +194,33 @@ def finetune(settings: FinetuneSettings, vocabulary: Vocabulary, read_settings=N
     return summary
 
 
-def load_split(settings: FinetuneSettings, vocabulary: Vocabulary, loaded, read_settings, progress):
-    """Read the annotated tiles and split them by image; return (table, train, val)."""
-    table = load_annotations(settings.annotations, vocabulary, settings.include_uncorrected)
+def check_annotation_paths(settings: FinetuneSettings) -> None:
+    """Raise AnnotationError naming the option when the annotations or the reference annotations do not exist."""
+    paths = (
+        ("annotations", settings.annotations, "--annotations or finetune.annotations", ""),
+        ("reference annotations", settings.reference_annotations,
+         "--reference-annotations or finetune.reference_annotations", ", or leave it unset"),
+    )
+    for name, value, option, alternative in paths:
+        if value and not Path(value).expanduser().exists():
+            raise AnnotationError(
+                f"{name} not found: {value}; fix {option} to name a CSV, TSV or parquet table "
+                f"or a folder with one subfolder per class{alternative}"
+            )
+
+
+def load_split(settings: FinetuneSettings, table, vocabulary: Vocabulary, loaded, read_settings, progress):
+    """Read the tiles of an annotation table and split them by image; return (train, val)."""
     tiles, modalities = read_annotation_tiles(table, loaded.image_size, read_settings, progress)
     data = build_tile_data(table, tiles, modalities, vocabulary)
     train_rows, val_rows = split_by_image(data.image_ids, data.class_index, settings.val_fraction, settings.seed)
-    return table, data.subset(train_rows), data.subset(val_rows)
+    return data.subset(train_rows), data.subset(val_rows)
 
 
-def load_reference(settings: FinetuneSettings, vocabulary: Vocabulary, loaded, read_settings, progress):
-    """Read the reference tiles of the base model's domain, or return None without them."""
-    if not settings.reference_annotations:
+def load_reference(table, vocabulary: Vocabulary, loaded, read_settings, progress):
+    """Read the reference tiles of the base model's domain, or return None without a reference table."""
+    if table is None:
         return None
-    table = load_annotations(settings.reference_annotations, vocabulary)
     tiles, modalities = read_annotation_tiles(table, loaded.image_size, read_settings, progress)
     return build_tile_data(table, tiles, modalities, vocabulary)
 

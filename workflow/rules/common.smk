@@ -14,6 +14,8 @@ from vlm_micro.config import (
     shard_images,
     validate_config,
 )
+from vlm_micro.errors import ConfigError
+from vlm_micro.pipeline.run import record_workflow_error
 from vlm_micro.pipeline.shard import write_shard_file
 
 config.update(
@@ -96,30 +98,51 @@ def write_config_file(path, values):
     write_text(path, header + yaml.safe_dump(values, sort_keys=False))
 
 
-def _annotations(section):
-    value = config[section]["annotations"]
+def workflow_config_error(message):
+    """Return a ConfigError for an input function to raise, after storing its message.
+
+    `vlm-micro run` shows the stored message as its final line. Otherwise it would be
+    visible only in the middle of snakemake's output.
+    """
+    record_workflow_error(OUT, message)
+    return ConfigError(message)
+
+
+def get_annotation_path(section, key):
+    """Return ``config[section][key]``, an annotation table or folder that must exist.
+
+    Unset or missing paths raise an error naming the key, so the user does not have to
+    decode snakemake's MissingInputException.
+    """
+    value = config[section][key]
     if not value:
-        raise ValueError(
-            f"{section}.annotations is not set; set it in the config to an annotations.csv "
+        raise workflow_config_error(
+            f"{section}.{key} is not set; set it in the config to an annotations.csv "
             f"(for example one written by `vlm-micro synth`) to build the {section} target"
+        )
+    if not os.path.exists(value):
+        raise workflow_config_error(
+            f"{section}.{key} not found: {value}; fix the path in the config or create the "
+            "annotations there (a CSV, TSV or parquet table, or a folder with one subfolder per class)"
         )
     return value
 
 
 def get_finetune_annotations(wildcards):
     """Return the annotations.csv of the finetune target."""
-    return _annotations("finetune")
+    return get_annotation_path("finetune", "annotations")
 
 
 def get_finetune_reference(wildcards):
     """Return the reference annotations of the finetune target, or nothing when unset."""
-    value = config["finetune"]["reference_annotations"]
-    return [value] if value else []
+    if not config["finetune"]["reference_annotations"]:
+        return []
+    return [get_annotation_path("finetune", "reference_annotations")]
 
 
 def get_evaluate_annotations(wildcards):
     """Return the annotations.csv of the evaluate target."""
-    return _annotations("evaluate")
+    return get_annotation_path("evaluate", "annotations")
 
 
 def get_finetune_arguments(input, params):
