@@ -27,12 +27,12 @@ def make_config(images: Path, out: Path, model_dir: Path, labels: Path, **sectio
     return validate_config(values, source="test")
 
 
-def run_shard(config: dict, name: str = "shard_0000", report: dict | None = None) -> dict:
+def run_shard(config: dict, name: str = "shard_0000", report: dict | None = None, threads: int = 1) -> dict:
     out = Path(config["out"])
     shard_file = out / "shards" / f"{name}.images.json"
     write_shard_file(shard_file, name, str(out), labelling_settings(config), list_images(config),
                      str(out / "label.log"), report)
-    return process_shard(shard_file, out / "shards" / f"{name}.manifest.json", threads=1)
+    return process_shard(shard_file, out / "shards" / f"{name}.manifest.json", threads=threads)
 
 
 @pytest.fixture(scope="module")
@@ -131,11 +131,12 @@ def test_reuse_updates_sheet_metadata(first_run, tmp_path):
         assert status["metadata_columns"] == ["replicate", "condition"]
 
 
-def test_shard_writes_report_of_every_image(first_run, tmp_path):
+@pytest.mark.parametrize("threads", [1, 2])  # one report process, or two
+def test_shard_writes_report_of_every_image(first_run, tmp_path, threads):
     config, _ = first_run
     out = tmp_path / "copy"
     shutil.copytree(config["out"], out)
-    manifest = run_shard(dict(config, out=str(out)), report={"pdf": False})
+    manifest = run_shard(dict(config, out=str(out)), report={"pdf": False}, threads=threads)
     assert manifest["n_reused"] == 2
     assert manifest["n_reports"] == 3
     assert manifest["report_s"] > 0
@@ -225,3 +226,10 @@ def test_report_worker_imports_no_torch():
 )
 def test_report_process_takes_one_of_the_shard_cores(threads, report, expected):
     assert labelling_threads(threads, report) == expected
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(None, 1), (1, 1), (2, 2), (3, 3), (16, 4)])
+def test_report_workers_follow_the_cores(cores, workers):
+    from vlm_micro.pipeline.reports import report_workers
+
+    assert report_workers(cores) == workers
