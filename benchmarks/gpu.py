@@ -19,8 +19,8 @@ ViT-B-32 (224 px tiles), whose cost is that of any ViT-B-32 CLIP. Precisions: fp
 fp16 and bf16 (autocast), the ones the device supports.
 
 Without a CUDA device the script prints that nothing was measured and exits with
-status 0, so ``make bench`` runs everywhere. ``--device cpu --quick`` runs the same measurements on the CPU, to
-check the script itself.
+status 0, so ``make bench`` runs everywhere. ``--device cpu --quick`` runs the same
+measurements on the CPU, to check the script itself.
 
 Usage: ``python benchmarks/gpu.py [--device cuda] [--quick] [--max-batch N] [--models demo,vit_b_32]``.
 """
