@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 
 import pytest
+from tiny_model import write_tiny_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-# A few-layer open_clip model; random weights are enough to exercise the pipeline.
-TINY_CFG = {
-    "embed_dim": 32,
-    "vision_cfg": {"width": 32, "layers": 1, "patch_size": 8, "image_size": 32, "head_width": 16},
-    "text_cfg": {"width": 32, "layers": 1, "context_length": 32, "heads": 2},
-}
-
-
-def write_tiny_model(folder: Path) -> Path:
-    """Write a tiny open_clip model in local-dir format (0.5 um/px, 64 px tiles) into ``folder``."""
-    import open_clip
-    import torch
-
-    from vlm_micro.model import save_model_dir
-
-    torch.manual_seed(0)
-    model = open_clip.model.CLIP(**copy.deepcopy(TINY_CFG)).eval()
-    meta = {"name": "tiny-test", "pixel_size_um": 0.5, "tile_size_px": 64}
-    return save_model_dir(model, copy.deepcopy(TINY_CFG), folder, meta=meta)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny", "tiny-test")
 
 
 @pytest.fixture(scope="session")
