@@ -95,19 +95,11 @@ def test_error_truncated_header(tmp_path):
     assert_one_line(excinfo, path)
 
 
-def test_error_truncated_png(tmp_path, rng):
-    path = tmp_path / "cut.png"
+@pytest.mark.parametrize(("name", "kept_bytes"), [("cut.png", 300), ("cut.jpg", 200)])
+def test_error_truncated_png_or_jpeg(tmp_path, rng, name, kept_bytes):
+    path = tmp_path / name
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
-    path.write_bytes(path.read_bytes()[:300])
-    with pytest.raises(ImageReadError) as excinfo:
-        read_and_render(path)
-    assert_one_line(excinfo, path)
-
-
-def test_error_truncated_jpeg(tmp_path, rng):
-    path = tmp_path / "cut.jpg"
-    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
-    path.write_bytes(path.read_bytes()[:200])
+    path.write_bytes(path.read_bytes()[:kept_bytes])
     with pytest.raises(ImageReadError) as excinfo:
         read_and_render(path)
     assert_one_line(excinfo, path)

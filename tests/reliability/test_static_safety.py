@@ -99,28 +99,26 @@ def test_sources_found():
     assert (WORKFLOW / "Snakefile") in WORKFLOW_FILES
 
 
-def test_torch_load_weights_only():
+def calls_without_weights_only(selects) -> tuple[int, list[str]]:
+    """Count the calls for which ``selects(owner, name)`` is true; list those without ``weights_only=True``."""
     problems, seen = [], 0
     for path in SOURCES:
         for node in calls(parsed(path)):
-            owner, name = call_name(node)
-            if owner == "torch" and name == "load":
+            if selects(*call_name(node)):
                 seen += 1
                 if not is_true(keyword_value(node, "weights_only")):
                     problems.append(where(path, node))
+    return seen, problems
+
+
+def test_torch_load_weights_only():
+    seen, problems = calls_without_weights_only(lambda owner, name: owner == "torch" and name == "load")
     assert seen >= 1, "no torch.load call found: the scan is looking in the wrong place"
     assert problems == []
 
 
 def test_open_clip_loaders_weights_only():
-    problems, seen = [], 0
-    for path in SOURCES:
-        for node in calls(parsed(path)):
-            owner, name = call_name(node)
-            if owner == "open_clip" and name in OPEN_CLIP_LOADERS:
-                seen += 1
-                if not is_true(keyword_value(node, "weights_only")):
-                    problems.append(where(path, node))
+    seen, problems = calls_without_weights_only(lambda owner, name: owner == "open_clip" and name in OPEN_CLIP_LOADERS)
     assert seen >= 1, "no open_clip model factory call found: the scan is looking in the wrong place"
     assert problems == []
 
