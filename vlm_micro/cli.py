@@ -76,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     _configure_logging(args.verbose)
     try:
-        return int(args.func(args) or EXIT_OK)
+        status = int(args.func(args) or EXIT_OK)
+        # Output still buffered here would otherwise meet a closed pipe only at exit,
+        # outside this try block.
+        sys.stdout.flush()
+        return status
     except VlmMicroError as exc:
         print(f"vlm-micro {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -84,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vlm-micro {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader of the output (head, less) closed it. Point stdout at /dev/null so
-        # that flushing it at exit does not raise again, as the Python documentation on
-        # SIGPIPE recommends, and exit with 1 as Python does on EPIPE.
+        # The reader of the output (head, less) closed it. As the "Note on SIGPIPE" of
+        # Python's signal module documentation recommends, stdout now points at
+        # /dev/null, so flushing it at exit does not raise again, and the status is 1.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
