@@ -144,9 +144,9 @@ def measure_tiling(path: str, single_pass: bool) -> dict:
 
     # Warm-up on the first WARM_UP_BATCHES batches of the same slide, so that neither the
     # lazy imports (scikit-image, scipy, zarr, the JPEG codec) nor the first growth of
-    # the allocator's memory are timed. A fresh process spent about 0.1 s more on the
-    # small slide without it, from page faults of newly mapped memory; a labelling job
-    # that tiles image after image pays that once.
+    # the allocator's memory are timed. Without it a fresh process spent about 0.1 s
+    # more on the small slide. A labelling job that tiles image after image pays that
+    # once.
     with open_views(path, ReadSettings.from_dict({}))[0] as view:
         plan = plan_tiles(view, TileSettings.from_dict({}), view.pixel_size_um, TILE_PX, measure_qc=False)
         warm_up = plan.tiles.iloc[: WARM_UP_BATCHES * BATCH_SIZE]

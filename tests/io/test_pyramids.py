@@ -190,10 +190,10 @@ def test_min_level_side_constant():
     ([(2048, 2048), (512, 512), (1, 1)], 2, "below 64 px"),
 ])
 def test_usable_native_levels(shapes, usable, reason):
-    count, why = sources.usable_native_levels(shapes)
+    count, found_reason = sources.usable_native_levels(shapes)
     assert count == usable
-    assert reason in why
-    assert (why == "") == (reason == "")
+    assert reason in found_reason
+    assert (found_reason == "") == (reason == "")
 
 
 def write_subifd_pyramid(path, base, levels):
@@ -206,7 +206,7 @@ def write_subifd_pyramid(path, base, levels):
             writer.write(level, subfiletype=1, photometric=photometric, compression="zlib")
 
 
-def test_level_of_other_aspect_ratio_replaced_by_computed_one(tmp_path, read_all):
+def test_distorted_level_replaced_by_computed_one(tmp_path, read_all):
     """A reduced level with another aspect ratio than level 0 would put tiles in the wrong place."""
     base = gradient_rgb(2048, 2048)
     path = tmp_path / "cropped_level.ome.tif"
@@ -218,7 +218,7 @@ def test_level_of_other_aspect_ratio_replaced_by_computed_one(tmp_path, read_all
     assert np.abs(read_all(view, 1).astype(float) - expected).max() <= 1.0
 
 
-def test_one_pixel_level_does_not_set_the_intensity_limits(tmp_path):
+def test_one_pixel_level_not_sampled(tmp_path):
     """Intensity limits from a 1 px level rendered a whole 16-bit image black."""
     base = np.full((2048, 2048), 100, np.uint16)
     base[512:1024, 512:1024] = 3000

@@ -85,7 +85,7 @@ def test_local_dir_round_trip(tiny_dir, tiny_model):
     assert loaded.tokenizer(["a cell"]).shape == (1, 16)
 
 
-def test_saved_model_files_get_the_mode_of_a_plain_open(tiny_dir):
+def test_saved_model_file_modes(tiny_dir):
     """Every file of a saved model folder is readable by the group and others the umask allows, like open() makes it."""
     import os
     import stat

@@ -224,12 +224,12 @@ def test_report_worker_imports_no_torch():
     ("threads", "report", "expected"),
     [(2, {}, 1), (4, {"pdf": True}, 3), (1, {}, 1), (2, None, 2), (None, {}, None)],
 )
-def test_report_process_takes_one_of_the_shard_cores(threads, report, expected):
+def test_labelling_threads_leave_one_core(threads, report, expected):
     assert labelling_threads(threads, report) == expected
 
 
 @pytest.mark.parametrize(("cores", "workers"), [(None, 1), (1, 1), (2, 2), (3, 3), (16, 4)])
-def test_report_workers_follow_the_cores(cores, workers):
+def test_report_workers_per_core(cores, workers):
     from vlm_micro.pipeline.reports import report_workers
 
     assert report_workers(cores) == workers

@@ -123,7 +123,7 @@ def test_low_resolution_rgb_block_path_matches(monkeypatch, rng):
     assert np.abs(blocks.astype(int) - whole.astype(int)).max() <= 2
 
 
-def test_low_resolution_rgb_takes_a_pyramid_level_down_to_half_the_side(tmp_path, rng):
+def test_low_resolution_rgb_half_size_level(tmp_path, rng):
     """A slide level between max_side / 2 and max_side is used as it is, without reading finer levels."""
     import tifffile
 

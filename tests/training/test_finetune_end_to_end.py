@@ -45,7 +45,7 @@ def test_finetune_improves_validation_accuracy(tiny_dir, tile_dataset, vocabular
 
 
 def test_finetune_warns_when_base_weights_kept(tiny_dir, tile_dataset, vocabulary, tmp_path, caplog):
-    """With alpha 0 as the only choice, the written model has the base weights, and the log says so."""
+    """With alpha 0 as the only choice, the written model has the base weights, and a warning is logged."""
     out = tmp_path / "kept"
     settings = FinetuneSettings(base=f"local-dir:{tiny_dir}", annotations=str(tile_dataset / "annotations.csv"),
                                 out=str(out), epochs=1, batch_size=8, steps_per_epoch=2, device="cpu", seed=0,
@@ -54,9 +54,10 @@ def test_finetune_warns_when_base_weights_kept(tiny_dir, tile_dataset, vocabular
         summary = finetune(settings, vocabulary)
     assert summary["wise_ft"]["alpha"] == 0.0
     assert "fine-tuning changed no weights" in caplog.text
-    base, kept = load_model(f"local-dir:{tiny_dir}", device="cpu"), load_model(f"local-dir:{out}", device="cpu")
+    base = load_model(f"local-dir:{tiny_dir}", device="cpu")
+    written = load_model(f"local-dir:{out}", device="cpu")
     for name, tensor in base.model.state_dict().items():
-        assert torch.equal(tensor, kept.model.state_dict()[name]), name
+        assert torch.equal(tensor, written.model.state_dict()[name]), name
 
 
 def test_finetune_cli_with_config(tiny_dir, tile_dataset, labels_file, tmp_path, capsys):

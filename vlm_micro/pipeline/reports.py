@@ -64,7 +64,7 @@ def _write_report(out: str, image_id: str, config: dict) -> float:
     return time.perf_counter() - start
 
 
-# Most report processes of one labelling job. Each needs memory for the reporting code
+# Maximum number of report processes of one labelling job. Each needs memory for the reporting code
 # and matplotlib: a peak of 270 MB after the reports of six 512 px images.
 MAX_REPORT_WORKERS = 4
 
