@@ -1,5 +1,3 @@
-import sys
+from vlm_micro.cli import entry
 
-from vlm_micro.cli import main
-
-sys.exit(main())
+entry()

@@ -12,6 +12,7 @@ Exit status: 0 success, 1 an error with a one-line message, 2 invalid command li
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -68,11 +69,31 @@ def _configure_logging(verbosity: int) -> None:
     logging.getLogger("vlm_micro").setLevel(level)
 
 
+def misplaced_snakemake_args(args: argparse.Namespace, argv: list[str]) -> str:
+    """Return an error for words that argparse took as snakemake arguments without a ``--`` before them, else ''.
+
+    ``run`` and ``demo`` pass the words after ``--`` to snakemake. argparse also
+    assigns a stray word before ``--`` to them, so ``vlm-micro run images/ --out x``
+    would hand ``images/`` to snakemake as a target to build.
+    """
+    extra = list(getattr(args, "snakemake_args", None) or [])
+    after = argv[argv.index("--") + 1:] if "--" in argv else []
+    if extra == after:
+        return ""
+    return (f"unexpected argument {extra[0]!r}: give images with --images PATH "
+            "(or a config), and put snakemake arguments after --")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
+        return EXIT_USAGE
+    misplaced = misplaced_snakemake_args(args, argv)
+    if misplaced:
+        print(f"vlm-micro {args.command}: error: {misplaced}", file=sys.stderr)
         return EXIT_USAGE
     _configure_logging(args.verbose)
     try:
@@ -96,5 +117,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
 
+def entry() -> None:
+    """Run :func:`main` as a program (``vlm-micro``, ``python -m vlm_micro``) and exit with its status.
+
+    The objects still alive are moved to the garbage collector's permanent generation
+    before the interpreter shuts down, so the shutdown does not walk every object of
+    torch, open_clip and their imports again. That walk took 0.9 s in each labelling
+    job on 2 cores. Open files and logging handlers are closed at exit as usual.
+    """
+    status = main()
+    gc.freeze()
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

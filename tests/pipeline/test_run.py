@@ -165,3 +165,26 @@ def test_core_counts_below_one_rejected(arguments, message, capsys):
         main(arguments)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments", [
+    ["run", "images", "--out", "results"],
+    ["demo", "results"],
+])
+def test_word_before_separator_rejected(arguments, tmp_path, monkeypatch, capsys):
+    from vlm_micro.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(arguments) == 2
+    err = capsys.readouterr().err
+    assert f"vlm-micro {arguments[0]}: error: unexpected argument {arguments[1]!r}: give images with --images PATH" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_snakemake_args_after_separator_accepted():
+    from vlm_micro.cli import build_parser, misplaced_snakemake_args
+
+    argv = ["run", "--images", "a.tif", "b.tif", "--out", "x", "--", "--dry-run", "all"]
+    args = build_parser().parse_args(argv)
+    assert args.snakemake_args == ["--dry-run", "all"]
+    assert misplaced_snakemake_args(args, argv) == ""

@@ -17,6 +17,7 @@ main script again. ``python -m vlm_micro`` and the ``vlm-micro`` command are saf
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import time
@@ -50,9 +51,16 @@ def _configure_worker_logging(level: int) -> None:
 
 
 def _import_reporting() -> None:
-    """Import the reporting code and the image readers, so the first report does not wait for them."""
+    """Import the reporting code and the image readers, so the first report does not wait for them.
+
+    The imported modules then move to the garbage collector's permanent generation
+    (``gc.freeze``): the collections during the reports and the worker's shutdown
+    no longer walk them.
+    """
     import vlm_micro.io  # noqa: F401 - gallery tiles are read through it
     import vlm_micro.reporting.image_report  # noqa: F401
+
+    gc.freeze()
 
 
 def _write_report(out: str, image_id: str, config: dict) -> float:

@@ -188,8 +188,8 @@ def check_image_id(image_id: str) -> str:
     return image_id
 
 
-def load_image_result(results_dir: str | Path, image_id: str) -> ImageResult:
-    """Read the status, tables and thumbnail of one image.
+def load_image_result(results_dir: str | Path, image_id: str, thumbnail: bool = True) -> ImageResult:
+    """Read the status, tables and (unless ``thumbnail`` is false) the thumbnail of one image.
 
     Raises
     ------
@@ -209,7 +209,7 @@ def load_image_result(results_dir: str | Path, image_id: str) -> ImageResult:
     cells_path = results_dir / "tables" / "cells" / f"{image_id}.parquet"
     if result.ok and cells_path.is_file():
         result.cells = _read_parquet(cells_path)
-    if result.ok:
+    if result.ok and thumbnail:
         result.thumbnail = read_thumbnail(results_dir / "thumbs" / f"{image_id}.png")
     return result
 

@@ -98,11 +98,14 @@ def failed_result(results_dir: Path, image_id: str, error: str) -> ImageResult:
 
 
 def load_results(results_dir: Path, image_ids: list[str]) -> list[ImageResult]:
-    """Load every image's results; unreadable ones become failed entries."""
+    """Load every image's status and tables; unreadable ones become failed entries.
+
+    The thumbnails are not read: the run summary does not show them.
+    """
     results = []
     for image_id in image_ids:
         try:
-            results.append(load_image_result(results_dir, image_id))
+            results.append(load_image_result(results_dir, image_id, thumbnail=False))
         except ResultsError as exc:
             log.warning("listing %s as failed: %s", image_id, exc)
             results.append(failed_result(results_dir, image_id, str(exc)))
