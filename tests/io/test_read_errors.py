@@ -86,6 +86,19 @@ def test_error_truncated_tiff(tmp_path, rng):
     assert_one_line(excinfo, path, "truncated")
 
 
+def test_tifffile_log_names_file(tmp_path, caplog):
+    path = tmp_path / "cut.ome.tif"
+    tifffile.imwrite(path, np.zeros((256, 256), np.uint16), ome=True, metadata={"axes": "YX"})
+    # tifffile writes the OME-XML after the image data, so its tag now points past the end.
+    path.write_bytes(path.read_bytes()[:2000])
+    with caplog.at_level("WARNING", logger="tifffile"):
+        inspect_image(path)
+    records = [record for record in caplog.records if record.name == "tifffile"]
+    assert records
+    assert all(record.levelname == "WARNING" for record in records)
+    assert all(record.getMessage().startswith(f"{path}: ") for record in records)
+
+
 def test_error_truncated_header(tmp_path):
     path = tmp_path / "cut.tif"
     tifffile.imwrite(path, np.zeros((64, 64), np.uint8))

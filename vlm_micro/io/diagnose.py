@@ -7,6 +7,9 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from PIL.Image import DecompressionBombError
@@ -44,6 +47,45 @@ DECODE_ERRORS = (
 
 # Exception texts of decoders are cut to this many characters in messages.
 _MAX_DETAIL = 160
+
+
+# The file that this thread is reading, named in tifffile's log records.
+_current_file: ContextVar[str] = ContextVar("vlm_micro_current_file", default="")
+
+
+@contextmanager
+def reading_file(path: str | os.PathLike) -> Iterator[None]:
+    """Name ``path`` in the log records of tifffile while the block runs."""
+    token = _current_file.set(str(path))
+    try:
+        yield
+    finally:
+        _current_file.reset(token)
+
+
+class TifffileLogFilter(logging.Filter):
+    """Put the file being read in front of tifffile's log records, and log its errors as warnings.
+
+    tifffile logs the problems it works around, such as a tag with an invalid offset,
+    without the file name and at level ERROR. What the reader cannot read it reports in
+    its own one-line error, so for vlm-micro these records are warnings about a file.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = _current_file.get()
+        if path:
+            record.msg = f"{path}: {record.getMessage()}"
+            record.args = None
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def install_tifffile_log_filter() -> None:
+    """Add :class:`TifffileLogFilter` to the ``tifffile`` logger, once per process."""
+    logger = logging.getLogger("tifffile")
+    if not any(isinstance(existing, TifffileLogFilter) for existing in logger.filters):
+        logger.addFilter(TifffileLogFilter())
 
 
 def read_error(path: str | os.PathLike, cause: str, action: str) -> ImageReadError:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vlm_micro.io.catalog import ROLE_IMAGE, SeriesEntry, catalog_tiff, data_past_end, select_series
 from vlm_micro.io.colors import channel_colors, to_hex
-from vlm_micro.io.diagnose import DECODE_ERRORS, file_kind, wrap_decode_error
+from vlm_micro.io.diagnose import DECODE_ERRORS, file_kind, reading_file, wrap_decode_error
 from vlm_micro.io.raster import FORMAT_NAMES, level_count, raster_info
 from vlm_micro.io.settings import ReadSettings
 from vlm_micro.io.sources import plan_levels
@@ -195,7 +195,8 @@ def inspect_image(path: str | os.PathLike, settings: ReadSettings | None = None)
     path = Path(path)
     settings = settings or ReadSettings()
     kind = file_kind(path)
-    info = _inspect_tiff(path, settings) if kind == "tiff" else _inspect_raster(path, kind, settings)
+    with reading_file(path):
+        info = _inspect_tiff(path, settings) if kind == "tiff" else _inspect_raster(path, kind, settings)
     first = ("path", "format", "file_size_bytes", "series", "axes", "shape", "dtype", "pixel_size_um",
              "pixel_size_source", "channels", "levels")
     info = {"path": str(path), "file_size_bytes": path.stat().st_size, **info}

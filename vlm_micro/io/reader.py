@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from vlm_micro.errors import ImageReadError
-from vlm_micro.io.diagnose import file_kind, read_error
+from vlm_micro.io.diagnose import file_kind, read_error, reading_file
 from vlm_micro.io.raster import open_raster_views
 from vlm_micro.io.settings import ReadSettings
 from vlm_micro.io.tiffread import open_tiff_views
@@ -77,10 +77,11 @@ def open_views(
     settings = settings or ReadSettings()
     override = _check_override(path, pixel_size_um)
     kind = file_kind(path)
-    if kind == "tiff":
-        views = open_tiff_views(path, settings)
-    else:
-        views = open_raster_views(path, kind, settings)
+    with reading_file(path):
+        if kind == "tiff":
+            views = open_tiff_views(path, settings)
+        else:
+            views = open_raster_views(path, kind, settings)
     if not views:
         raise read_error(path, "no image plane selected", "check the read settings")
     if override is not None:

@@ -10,13 +10,14 @@ import numpy as np
 from vlm_micro.errors import ImageReadError
 from vlm_micro.io.catalog import SeriesEntry, catalog_tiff, check_data_in_file, select_series
 from vlm_micro.io.colors import channel_colors, to_hex
-from vlm_micro.io.diagnose import DECODE_ERRORS, read_error, wrap_decode_error
+from vlm_micro.io.diagnose import DECODE_ERRORS, install_tifffile_log_filter, read_error, wrap_decode_error
 from vlm_micro.io.rendered import build_view
 from vlm_micro.io.settings import ReadSettings
 from vlm_micro.io.tiffsource import SharedTiff, TiffSeriesSource
 from vlm_micro.io.view import ImageView
 
 log = logging.getLogger(__name__)
+install_tifffile_log_filter()
 
 
 def open_tiff(path: Path):

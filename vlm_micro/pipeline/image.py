@@ -18,6 +18,7 @@ import pandas as pd
 from vlm_micro import __version__
 from vlm_micro.config import ImageEntry
 from vlm_micro.errors import OutputError, VlmMicroError
+from vlm_micro.io.diagnose import reading_file
 from vlm_micro.pipeline.outputs import ImageOutputs, write_json, write_parquet, write_png
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ def process_image(entry: ImageEntry, context) -> dict:
     record = base_record(entry, context)
     start = time.perf_counter()
     try:
-        tiles, cells, thumbnail = _label_image(entry, context, record)
+        # Pixels are read lazily while tiling, so tifffile's log records name the file here too.
+        with reading_file(entry.path):
+            tiles, cells, thumbnail = _label_image(entry, context, record)
     except OutputError:
         raise
     except VlmMicroError as exc:

@@ -266,7 +266,9 @@ def labelling_threads(threads: int | None, report: dict | None) -> int | None:
     The report processes keep a core busy while the shard labels, so labelling gets
     one thread less when reports are written. With the demo model on 2 idle cores,
     labelling 50 images with one torch thread beside one report process took 0.18 s
-    per image, against 0.26 s with two threads that competed with it.
+    per image, against 0.26 s with two threads that competed with it. (The shard now
+    starts one report process per core, see
+    :func:`vlm_micro.pipeline.reports.report_workers`.)
     """
     if threads and threads > 1 and report is not None:
         return threads - 1
