@@ -108,14 +108,34 @@ def test_error_truncated_header(tmp_path):
     assert_one_line(excinfo, path)
 
 
-@pytest.mark.parametrize(("name", "kept_bytes"), [("cut.png", 300), ("cut.jpg", 200)])
+@pytest.mark.parametrize(("name", "kept_bytes"), [("cut.png", 300), ("cut.jpg", 200), ("cut.jpg", -2)])
 def test_error_truncated_png_or_jpeg(tmp_path, rng, name, kept_bytes):
     path = tmp_path / name
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
     path.write_bytes(path.read_bytes()[:kept_bytes])
     with pytest.raises(ImageReadError) as excinfo:
         read_and_render(path)
-    assert_one_line(excinfo, path)
+    assert_one_line(excinfo, path, "file is truncated")
+
+
+@pytest.mark.parametrize("name", ["cut.png", "cut.jpg"])
+def test_inspect_marks_truncated_png_or_jpeg(tmp_path, rng, name):
+    path = tmp_path / name
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the header stays whole, the pixel data is cut
+    info = inspect_image(path)
+    assert info["series_list"][0]["problem"].startswith("file is truncated")
+    assert info["reader_choice"]["views"] == 0
+
+
+@pytest.mark.parametrize("name", ["whole.png", "whole.jpg"])
+def test_inspect_keeps_whole_png_or_jpeg(tmp_path, rng, name):
+    path = tmp_path / name
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    info = inspect_image(path)
+    assert info["series_list"][0]["problem"] is None
+    assert info["reader_choice"]["views"] == 1
 
 
 def _set_compression_tag(path, value):

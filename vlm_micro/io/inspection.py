@@ -9,7 +9,7 @@ from pathlib import Path
 from vlm_micro.io.catalog import ROLE_IMAGE, SeriesEntry, catalog_tiff, data_past_end, select_series
 from vlm_micro.io.colors import channel_colors, to_hex
 from vlm_micro.io.diagnose import DECODE_ERRORS, file_kind, reading_file, wrap_decode_error
-from vlm_micro.io.raster import FORMAT_NAMES, level_count, raster_info
+from vlm_micro.io.raster import FORMAT_NAMES, level_count, raster_info, raster_truncation
 from vlm_micro.io.settings import ReadSettings
 from vlm_micro.io.sources import plan_levels
 from vlm_micro.io.tiffread import composite_colors, frame_indices, open_tiff, render_mode
@@ -133,8 +133,6 @@ def _inspect_tiff(path: Path, settings: ReadSettings) -> dict:
 
 
 def _inspect_raster(path: Path, kind: str, settings: ReadSettings) -> dict:
-    # NOTE: a truncated PNG or JPEG is found only when its pixels are decoded, which
-    # inspect does not do, so its series gets no problem here while a run fails it.
     header = raster_info(path, kind)
     rows, cols = header["height"], header["width"]
     levels = [{"shape": [max(1, rows >> k), max(1, cols >> k)], "downsample": float(2**k), "native": k == 0}
@@ -149,7 +147,13 @@ def _inspect_raster(path: Path, kind: str, settings: ReadSettings) -> dict:
         rendering = "rgb-normalised"
     series = {"index": 0, "name": path.name, "role": ROLE_IMAGE, "kind": kind, "axes": axes, "shape": shape,
               "dtype": dtype, "mode": header["mode"], "pixel_size_um": header["pixel_size_um"],
-              "pixel_size_source": header["pixel_size_source"], "levels": levels}
+              "pixel_size_source": header["pixel_size_source"], "levels": levels, "problem": None}
+    truncated = raster_truncation(path, kind)
+    if truncated is not None:
+        series["problem"] = f"{truncated}; copy or export the image again"
+    per_series = {"series": 0, "frames": [None], "projection": None, "rendering": rendering}
+    if series["problem"]:
+        per_series = {"series": 0, "problem": series["problem"]}
     return {
         "format": FORMAT_NAMES[kind], "series": 1, "axes": axes, "shape": shape, "dtype": dtype,
         "pixel_size_um": header["pixel_size_um"], "pixel_size_source": header["pixel_size_source"],
@@ -157,9 +161,8 @@ def _inspect_raster(path: Path, kind: str, settings: ReadSettings) -> dict:
         "channels": [{"index": 0, "name": None, "color": to_hex(channel_colors([None], overrides=settings.channel_colors)[0])}]
         if grey else [{"index": i, "name": n, "color": None} for i, n in enumerate(("red", "green", "blue"))],
         "series_list": [series],
-        "reader_choice": {"series": [0], "views": 1, "settings": _settings_dict(settings),
-                          "per_series": [{"series": 0, "frames": [None], "projection": None,
-                                          "rendering": rendering}]},
+        "reader_choice": {"series": [0], "views": 0 if series["problem"] else 1, "settings": _settings_dict(settings),
+                          "per_series": [per_series]},
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,42 @@ def raster_info(path: Path, kind: str) -> dict:
         source = "PNG pHYs" if kind == "png" else "JPEG density"
     return {"width": width, "height": height, "mode": mode, "grey": grey, "dtype": dtype,
             "pixel_size_um": pixel_size, "pixel_size_source": source}
+
+
+def raster_truncation(path: Path, kind: str) -> str | None:
+    """Return why a PNG or JPEG file is cut short, or None when its structure reaches its end.
+
+    Reads no pixel data. A PNG is truncated when a chunk ends past the end of the file.
+    A JPEG is truncated when no end-of-image marker follows its last start-of-scan
+    marker, which Pillow, the JPEG decoder, rejects as well.
+
+    NOTE: a PNG cut exactly between two chunks is not found here, because it may still
+    decode (the end chunk carries no data); the run reports it when decoding fails.
+    """
+    size = path.stat().st_size
+    if kind == "png":
+        with open(path, "rb") as handle:
+            offset = 8  # after the PNG signature
+            while offset + 8 <= size:
+                handle.seek(offset)
+                header = handle.read(8)
+                end = offset + 12 + int.from_bytes(header[:4], "big")  # length, type, data, CRC
+                if end > size:
+                    return f"file is truncated: PNG data ends at byte {end} but the file has {size} bytes"
+                if header[4:8] == b"IEND":
+                    return None
+                offset = end
+        return None
+    if size == 0:
+        return None
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            start_of_scan, end_of_image = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    except (OSError, ValueError):
+        return None  # a file system without memory mapping: the decoder still finds the cut
+    if start_of_scan >= 0 and end_of_image < start_of_scan:
+        return f"file is truncated: the JPEG image data has no end marker before the end of the file ({size} bytes)"
+    return None
 
 
 def _png_layout(path: Path) -> tuple[bool, str]:
@@ -115,6 +152,9 @@ def open_raster_views(path: Path, kind: str, settings: ReadSettings) -> list[Ima
     """Open the single view of a PNG or JPEG file."""
     _check_series_selector(path, settings)
     info = raster_info(path, kind)
+    truncated = raster_truncation(path, kind)
+    if truncated is not None:
+        raise read_error(path, truncated, "copy or export the image again")
     array = decode_raster(path, kind)
     plane = {
         "series": 0,
