@@ -18,10 +18,15 @@ Prints ``name: value`` lines:
   ``vlm-micro process-shard`` without reports, so without a report process beside
   the labelling. ``workflow_overhead_ratio_vs_alone`` is the run's wall time over the
   number of images times that per-image time.
+- ``summary_images``, ``summary_s``, ``summary_peak_mb``: ``vlm-micro summarize`` over
+  2,000 images made by repeating the real run's status files and tile tables under new
+  image ids: its wall time and peak memory. The summary reads every per-image file and
+  writes the run tables and the index page.
 - ``load_average_start``, ``load_average_end``: the machine's 1-minute load average,
   to judge how much other work ran beside the benchmark.
 
-Usage: python benchmarks/scale.py [--dag-images N] [--run-images N] [--cores N] [--model SPEC | --untrained-vit-b-32]
+Usage: python benchmarks/scale.py [--dag-images N] [--run-images N] [--cores N] [--summary-images N]
+       [--model SPEC | --untrained-vit-b-32]
 """
 
 from __future__ import annotations
@@ -183,11 +188,52 @@ def measure_labelling_alone(work: Path, out: Path, threads: int) -> dict:
             "alone_labelling_per_image_s": round(manifest["labelling_s"] / manifest["n_images"], 2)}
 
 
+# Run in a child process: summarise a results folder and print the process's peak memory in MB.
+_SUMMARY_SCRIPT = """
+import resource, sys
+from vlm_micro.cli import main
+status = main(["summarize", "--results", sys.argv[1], "--config", sys.argv[2]])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+sys.exit(status)
+"""
+
+
+def measure_summary(work: Path, run_out: Path, n_images: int) -> dict:
+    """Time ``vlm-micro summarize`` over ``n_images`` images made from the real run's results.
+
+    The run's status files and tile tables are repeated under new image ids (tables as
+    hard links), so the summary reads as many per-image files as a run of that size.
+    """
+    out = work / "summary-out"
+    for folder in ("status", "tables/tiles"):
+        (out / folder).mkdir(parents=True)
+    sources = sorted(path.stem for path in (run_out / "status").glob("*.json"))
+    for index in range(n_images):
+        source, image_id = sources[index % len(sources)], f"img_{index:05d}"
+        status = json.loads((run_out / "status" / f"{source}.json").read_text(encoding="utf-8"))
+        status["image_id"] = image_id
+        (out / "status" / f"{image_id}.json").write_text(json.dumps(status), encoding="utf-8")
+        os.link(run_out / "tables" / "tiles" / f"{source}.parquet", out / "tables" / "tiles" / f"{image_id}.parquet")
+    config = run_out / "config.yaml"
+    start = time.perf_counter()
+    completed = subprocess.run([sys.executable, "-c", _SUMMARY_SCRIPT, str(out), str(config)],
+                               capture_output=True, text=True, check=False, cwd=work)
+    elapsed = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise SystemExit(f"vlm-micro summarize failed with exit status {completed.returncode}: {completed.stderr[-2000:]}")
+    with open(out / "images.tsv", encoding="utf-8") as handle:
+        n_rows = sum(1 for _ in handle) - 1  # the header line
+    return {"summary_images": n_rows, "summary_s": round(elapsed, 1),
+            "summary_peak_mb": round(float(completed.stdout.split()[-1]))}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dag-images", type=int, default=2000, help="images of the dry run (default 2000)")
     parser.add_argument("--run-images", type=int, default=50, help="images of the real run (default 50; 0 skips it)")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores of the real run (default 2)")
+    parser.add_argument("--summary-images", type=int, default=2000,
+                        help="images of the summary made from the real run's results (default 2000; 0 skips it)")
     models = parser.add_mutually_exclusive_group()
     models.add_argument("--model", help="model spec (default: builtin:demo, else a tiny random model)")
     models.add_argument("--untrained-vit-b-32", action="store_true",
@@ -211,6 +257,8 @@ def main() -> int:
             results.update(measure_labelling_alone(work, work / "run-out", threads))
             alone = results["alone_labelling_per_image_s"] * args.run_images
             results["workflow_overhead_ratio_vs_alone"] = round(results["run_wall_s"] / alone, 2)
+            if args.summary_images:
+                results.update(measure_summary(work, work / "run-out", args.summary_images))
         results["load_average_end"] = round(os.getloadavg()[0], 1)
     if args.untrained_vit_b_32:
         model_name = "untrained ViT-B-32 (local-dir)"

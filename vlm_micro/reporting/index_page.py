@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -114,23 +115,31 @@ def _notes_cell(row: pd.Series, ok: bool) -> str:
     return f"QC: {esc(warnings)}" if warnings else ""
 
 
+def _as_number(value) -> float:
+    """Return a table value as a float; NaN when it is missing or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _number_cell(value, integer: bool = False):
-    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
-    if pd.isna(number):
+    number = _as_number(value)
+    if math.isnan(number):
         return ("–", "")
     return (f"{int(number):,}" if integer else fmt_number(float(number), 3), repr(float(number)))
 
 
 def _percent_cell(value):
-    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
-    if pd.isna(number):
+    number = _as_number(value)
+    if math.isnan(number):
         return ("–", "")
     return (fmt_percent(float(number)), repr(float(number)))
 
 
 def _top_class(row: pd.Series, classes: list[str], colors: dict[str, str]):
-    fractions = {name: pd.to_numeric(pd.Series([row.get(f"frac_{name}")]), errors="coerce").iloc[0] for name in classes}
-    fractions = {name: value for name, value in fractions.items() if not pd.isna(value)}
+    fractions = {name: _as_number(row.get(f"frac_{name}")) for name in classes}
+    fractions = {name: value for name, value in fractions.items() if not math.isnan(value)}
     if not fractions:
         return ("–", "")
     name = max(fractions, key=fractions.get)

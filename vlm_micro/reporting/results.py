@@ -106,11 +106,11 @@ class ImageResult:
         vocabulary = self.status.get("vocabulary") or {}
         return [str(name) for name in vocabulary.get("anomaly_kinds") or []]
 
-    def colors(self) -> dict[str, str]:
-        """Return a hex colour for every class name, from the vocabulary where it gives one."""
+    def colors(self, class_names: list[str] | None = None) -> dict[str, str]:
+        """Return a hex colour for every class name (by default :attr:`class_names`), from the vocabulary where it gives one."""
         vocabulary_colors = (self.status.get("vocabulary") or {}).get("colors") or {}
         out = {}
-        for index, name in enumerate(self.class_names):
+        for index, name in enumerate(self.class_names if class_names is None else class_names):
             color = vocabulary_colors.get(name)
             out[name] = color if isinstance(color, str) and color.startswith("#") else FALLBACK_COLORS[index % 10]
         return out
@@ -197,21 +197,42 @@ def load_image_result(results_dir: str | Path, image_id: str, thumbnail: bool = 
         When the status file is missing or invalid, or when an image with status ok
         has no readable tile table.
     """
-    results_dir = Path(results_dir)
-    check_image_id(image_id)
-    status = read_status(results_dir / "status" / f"{image_id}.json")
-    result = ImageResult(image_id=image_id, status=status, results_dir=results_dir)
-    tiles_path = results_dir / "tables" / "tiles" / f"{image_id}.parquet"
+    result = load_image_status(results_dir, image_id)
     if result.ok:
-        if not tiles_path.is_file():
-            raise ResultsError(f"tile table missing: {tiles_path}; rerun the pipeline for image {image_id!r}")
-        result.tiles = _read_parquet(tiles_path)
-    cells_path = results_dir / "tables" / "cells" / f"{image_id}.parquet"
-    if result.ok and cells_path.is_file():
-        result.cells = _read_parquet(cells_path)
-    if result.ok and thumbnail:
-        result.thumbnail = read_thumbnail(results_dir / "thumbs" / f"{image_id}.png")
+        result.tiles = _read_parquet(tile_table_path(result))
+        cells_path = table_path(result.results_dir, "cells", image_id)
+        if cells_path.is_file():
+            result.cells = _read_parquet(cells_path)
+        if thumbnail:
+            result.thumbnail = read_thumbnail(result.results_dir / "thumbs" / f"{image_id}.png")
     return result
+
+
+def load_image_status(results_dir: str | Path, image_id: str) -> ImageResult:
+    """Return the result of one image with its status only, no tables.
+
+    Raises
+    ------
+    ResultsError
+        When the image id is invalid or the status file is missing or invalid.
+    """
+    check_image_id(image_id)
+    results_dir = Path(results_dir)
+    status = read_status(results_dir / "status" / f"{image_id}.json")
+    return ImageResult(image_id=image_id, status=status, results_dir=results_dir)
+
+
+def table_path(results_dir: Path, kind: str, image_id: str) -> Path:
+    """Return the path of an image's ``tiles`` or ``cells`` table."""
+    return results_dir / "tables" / kind / f"{image_id}.parquet"
+
+
+def tile_table_path(result: ImageResult) -> Path:
+    """Return the tile table of an image with status ok; raise ResultsError when it is missing."""
+    path = table_path(result.results_dir, "tiles", result.image_id)
+    if not path.is_file():
+        raise ResultsError(f"tile table missing: {path}; rerun the pipeline for image {result.image_id!r}")
+    return path
 
 
 def read_status(path: Path) -> dict:

@@ -10,8 +10,7 @@ from vlm_micro.reporting.index_page import render_index
 from vlm_micro.reporting.results import list_image_ids
 from vlm_micro.reporting.settings import ReportSettings
 from vlm_micro.reporting.summary import (
-    build_conditions_table, build_images_table, load_results, merge_tables, run_vocabulary, write_merged_table,
-    write_tsv,
+    build_conditions_table, build_images_table, run_vocabulary, summarise_run, write_tsv,
 )
 
 log = logging.getLogger(__name__)
@@ -45,38 +44,23 @@ def write_run_summary(results_dir: str | Path, config: dict | None = None,
     results_dir = Path(results_dir)
     settings = ReportSettings.from_config(config)
     ids = list(image_ids) if image_ids is not None else list_image_ids(results_dir)
-    results = load_results(results_dir, ids)
-    images = build_images_table(results)
+    summaries, table_paths = summarise_run(results_dir, ids, settings.csv)
+    images = build_images_table(summaries)
     conditions = build_conditions_table(images)
     paths = {"images": results_dir / "images.tsv", "conditions": results_dir / "conditions.tsv"}
     write_tsv(images, paths["images"])
     write_tsv(conditions, paths["conditions"])
+    paths.update(table_paths)
+    # Listed in the order written: tiles.parquet, tiles.csv, cells.parquet, cells.csv.
+    table_files = ["images.tsv", "conditions.tsv"] + [str(path.relative_to(results_dir)) for path in table_paths.values()]
 
-    table_files = ["images.tsv", "conditions.tsv"]
-    for kind in ("tiles", "cells"):
-        merged = merge_tables(results_dir, kind, ids)
-        if merged is None and kind == "cells":
-            continue
-        if merged is None:
-            merged = _empty_tiles_table()
-        written = write_merged_table(merged, results_dir / "tables" / f"{kind}.parquet", settings.csv)
-        paths[kind] = written[0]
-        if len(written) > 1:
-            paths[f"{kind}_csv"] = written[1]
-        table_files += [str(path.relative_to(results_dir)) for path in written]
-
-    classes, _ = run_vocabulary(results)
+    classes, _ = run_vocabulary(summaries)
     colors = {}
-    for result in results:
-        colors.update({name: color for name, color in result.colors().items() if name not in colors})
+    for summary in summaries:
+        colors.update({name: color for name, color in summary.colors.items() if name not in colors})
     paths["index"] = results_dir / "index.html"
     write_text(paths["index"], render_index(images, conditions, classes, colors, table_files))
     log.info("summarised %d images (%d failed): %s", len(images), int((images["status"] != "ok").sum()),
              paths["index"])
     return paths
 
-
-def _empty_tiles_table():
-    import pandas as pd
-
-    return pd.DataFrame({"image_id": pd.Series(dtype=str), "tile_id": pd.Series(dtype="int64")})

@@ -28,7 +28,7 @@ def float_column(tiles: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(tiles[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def image_stats(result: ImageResult) -> dict:
+def image_stats(result: ImageResult, classes: list[str] | None = None) -> dict:
     """Count tiles per predicted cell type and compute uncertainty and anomaly rates.
 
     Every tile counts towards its most probable class, uncertain tiles included, and the
@@ -39,12 +39,12 @@ def image_stats(result: ImageResult) -> dict:
     -------
     dict
         With the keys ``n_tiles``, ``counts``, ``uncertain_counts`` and ``fractions``
-        (dicts by class), ``uncertain_fraction``, ``anomaly_rate`` and
+        (dicts by class, for ``classes``, by default the result's class names), ``uncertain_fraction``, ``anomaly_rate`` and
         ``mean_anomaly_score`` (NaN without tiles), ``n_anomalous``,
         ``anomaly_kind_counts`` (anomalous tiles per kind), ``n_cells`` (None for grid
         placement) and ``cell_counts`` (dict by class, empty for grid placement).
     """
-    classes = result.class_names
+    classes = result.class_names if classes is None else classes
     tiles = result.tiles if result.tiles is not None else pd.DataFrame()
     n_tiles = len(tiles)
     labels = tiles["cell_type"].astype(str).to_numpy() if "cell_type" in tiles else np.array([], dtype=str)

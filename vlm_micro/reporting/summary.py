@@ -5,15 +5,21 @@ Every column written here is documented in docs/outputs.md, and a test compares 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from vlm_micro.atomic import atomic_path
-from vlm_micro.reporting.results import ImageResult, ResultsError, load_image_result
+from vlm_micro.reporting.results import (
+    ImageResult, ResultsError, load_image_result, load_image_status, table_path, tile_table_path,
+)
 from vlm_micro.reporting.stats import image_stats
 
 log = logging.getLogger(__name__)
@@ -30,26 +36,62 @@ def tsv_text(value) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
-def image_row(result: ImageResult, classes: list[str], kinds: list[str]) -> dict:
+@dataclass
+class ImageSummary:
+    """Per-image values that the run summary keeps: the status and the numbers from the tables, no table rows."""
+
+    image_id: str
+    status: dict
+    ok: bool
+    path: str
+    class_names: list[str]
+    anomaly_kinds: list[str]
+    colors: dict[str, str]  # class name -> hex colour
+    placement: str  # grid or cells; empty for a failed image
+    shape: tuple[int, int] | None  # level-0 (rows, columns) of the first plane
+    pixel_size_um: float | None
+    stats: dict | None  # image_stats of the tables; None for a failed image
+    metadata: list[tuple[str, object]]  # sample-sheet (column, value) pairs in sheet order
+
+
+# Status entries that the summary has used up once an image is summarised. Leaving
+# them out halves the memory that each image's summary takes.
+_USED_STATUS_KEYS = ("info", "summary", "vocabulary")
+
+
+def summarise_image(result: ImageResult) -> ImageSummary:
+    """Return the values that the run summary needs from one image's loaded result."""
+    status = {key: value for key, value in result.status.items() if key not in _USED_STATUS_KEYS}
+    names = result.class_names
+    return ImageSummary(
+        image_id=result.image_id, status=status, ok=result.ok, path=result.path,
+        class_names=names, anomaly_kinds=result.anomaly_kinds, colors=result.colors(names),
+        placement=result.placement if result.ok else "", shape=result.plane_shape(),
+        pixel_size_um=result.pixel_size_um, stats=image_stats(result, names) if result.ok else None,
+        metadata=result.sheet_metadata(),
+    )
+
+
+def image_row(summary: ImageSummary, classes: list[str], kinds: list[str]) -> dict:
     """Return the images.tsv row of one image (failed images get empty measurements)."""
-    status = result.status
+    status = summary.status
     qc = status.get("qc") or {}
-    shape = result.plane_shape()
+    shape = summary.shape
     plane = status.get("plane") or {}
     row = {
-        "image_id": result.image_id,
-        "path": tsv_text(result.path),
+        "image_id": summary.image_id,
+        "path": tsv_text(summary.path),
         "status": status.get("status"),
         "error": tsv_text(status.get("error") or ""),
         "width": shape[1] if shape else pd.NA,
         "height": shape[0] if shape else pd.NA,
-        "pixel_size_um": result.pixel_size_um if result.pixel_size_um else pd.NA,
+        "pixel_size_um": summary.pixel_size_um if summary.pixel_size_um else pd.NA,
         "uncalibrated": bool(status["uncalibrated"]) if status.get("uncalibrated") is not None else pd.NA,
         "series": plane.get("series", pd.NA),
         "projection": tsv_text(plane.get("projection") or ""),
-        "placement": result.placement if result.ok else "",
+        "placement": summary.placement,
     }
-    measured = _measurements(result, classes, kinds) if result.ok else _empty_measurements(classes, kinds)
+    measured = _measurements(summary, classes, kinds) if summary.ok else _empty_measurements(classes, kinds)
     row.update(measured)
     row.update({
         "foreground_fraction": qc.get("foreground_fraction", pd.NA),
@@ -59,14 +101,14 @@ def image_row(result: ImageResult, classes: list[str], kinds: list[str]) -> dict
         "model": tsv_text((status.get("model") or {}).get("name") or ""),
         "model_checksum": tsv_text((status.get("model") or {}).get("checksum") or ""),
         "elapsed_s": status.get("elapsed_s", pd.NA),
-        "report": f"reports/{result.image_id}.html",
+        "report": f"reports/{summary.image_id}.html",
     })
     return row
 
 
-def _measurements(result: ImageResult, classes: list[str], kinds: list[str]) -> dict:
-    stats = image_stats(result)
-    qc = result.status.get("qc") or {}
+def _measurements(summary: ImageSummary, classes: list[str], kinds: list[str]) -> dict:
+    stats = summary.stats
+    qc = summary.status.get("qc") or {}
     row = {
         "n_tiles": stats["n_tiles"],
         "n_skipped_background": qc.get("n_skipped_background", pd.NA),
@@ -112,28 +154,112 @@ def load_results(results_dir: Path, image_ids: list[str]) -> list[ImageResult]:
     return results
 
 
-def run_vocabulary(results: list[ImageResult]) -> tuple[list[str], list[str]]:
+# Tile-table columns that the images.tsv row, the statistics and the cell predictions
+# read. The run summary keeps only these of each image in memory.
+SUMMARY_TILE_COLUMNS = ("series", "frame", "y", "x", "height", "width", "placement", "cell_id", "cell_type",
+                        "cell_type_prob", "uncertain", "anomaly_score", "anomaly_kind", "is_anomalous")
+
+
+def load_summary_result(results_dir: Path, image_id: str) -> tuple[ImageResult, pa.Table | None]:
+    """Read one image for the run summary, its tile table once.
+
+    Returns the result, whose ``tiles`` has only the :data:`SUMMARY_TILE_COLUMNS`, and
+    the whole tile table as an Arrow table (None for a failed image).
+
+    Raises
+    ------
+    ResultsError
+        As :func:`vlm_micro.reporting.results.load_image_result`.
+    """
+    result = load_image_status(results_dir, image_id)
+    if not result.ok:
+        return result, None
+    path = tile_table_path(result)
+    try:
+        table = pq.read_table(path)
+        cells_path = table_path(result.results_dir, "cells", image_id)
+        if cells_path.is_file():
+            result.cells = pd.read_parquet(cells_path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ResultsError(f"cannot read table {path}: {exc}") from exc
+    result.tiles = table.select([name for name in SUMMARY_TILE_COLUMNS if name in table.column_names]).to_pandas()
+    return result, table
+
+
+def summarise_run(results_dir: Path, image_ids: list[str], csv: bool) -> tuple[list[ImageSummary], dict[str, Path]]:
+    """Summarise every image and write the merged tile and cell tables.
+
+    The images are read one at a time. Their tile and cell tables are appended to
+    ``tables/tiles.parquet`` and ``tables/cells.parquet`` (see
+    :class:`vlm_micro.reporting.merged.MergedTableWriter`), and only their numbers are
+    kept, so memory does not grow with the number of tiles or cells of the run. Images
+    whose status or tables cannot be read become failed entries, and their rows are
+    left out of the merged tables.
+
+    Returns
+    -------
+    summaries : list of ImageSummary
+        One per image id, in order.
+    paths : dict of Path
+        The merged tables written: ``tiles`` and, when written, ``cells``,
+        ``tiles_csv`` and ``cells_csv``.
+    """
+    from vlm_micro.reporting.merged import MergedTableWriter, merged_schema, read_schemas
+
+    tile_schemas = read_schemas([table_path(results_dir, "tiles", image_id) for image_id in image_ids])
+    cell_schemas = read_schemas([table_path(results_dir, "cells", image_id) for image_id in image_ids])
+    # Without any tile table (every image failed), tiles.parquet gets the two key columns and no rows.
+    tile_schema = merged_schema(tile_schemas) or pa.schema([("image_id", pa.large_string()), ("tile_id", pa.int64())])
+    cell_schema = merged_schema(cell_schemas, tile_schemas, CELL_PREDICTION_COLUMNS)
+
+    summaries: list[ImageSummary] = []
+    with contextlib.ExitStack() as stack:
+        writers = {kind: stack.enter_context(MergedTableWriter(results_dir / "tables" / f"{kind}.parquet", schema, csv))
+                   for kind, schema in (("tiles", tile_schema), ("cells", cell_schema)) if schema is not None}
+        for image_id in image_ids:
+            try:
+                result, table = load_summary_result(results_dir, image_id)
+            except ResultsError as exc:
+                log.warning("listing %s as failed: %s", image_id, exc)
+                summaries.append(summarise_image(failed_result(results_dir, image_id, str(exc))))
+                continue
+            summaries.append(summarise_image(result))
+            if table is not None and "tiles" in writers:
+                writers["tiles"].add(image_id, table)
+            if result.cells is not None and "cells" in writers:
+                cells = with_cell_predictions(result.cells, result.tiles)
+                writers["cells"].add(image_id, pa.Table.from_pandas(cells, preserve_index=False))
+    paths = {}
+    for kind, writer in writers.items():
+        paths[kind] = writer.paths[0]
+        if len(writer.paths) > 1:
+            paths[f"{kind}_csv"] = writer.paths[1]
+    return summaries, paths
+
+
+def run_vocabulary(images: list[ImageSummary] | list[ImageResult]) -> tuple[list[str], list[str]]:
     """Return the cell types and anomaly kinds of the run, in first-seen vocabulary order."""
     classes: list[str] = []
     kinds: list[str] = []
-    for result in results:
-        classes += [name for name in result.class_names if name not in classes]
-        kinds += [kind for kind in result.anomaly_kinds if kind not in kinds]
+    for image in images:
+        classes += [name for name in image.class_names if name not in classes]
+        kinds += [kind for kind in image.anomaly_kinds if kind not in kinds]
     return classes, kinds
 
 
-def build_images_table(results: list[ImageResult]) -> pd.DataFrame:
+def build_images_table(images: list[ImageSummary] | list[ImageResult]) -> pd.DataFrame:
     """Return images.tsv as a DataFrame, one row per image, failures included.
 
     Sample-sheet columns follow ``error``, in sample-sheet order. A sample-sheet column
     whose name clashes with a column of this table is renamed ``meta_<name>``.
     """
-    classes, kinds = run_vocabulary(results)
-    rows = [image_row(result, classes, kinds) for result in results]
+    summaries = [image if isinstance(image, ImageSummary) else summarise_image(image) for image in images]
+    classes, kinds = run_vocabulary(summaries)
+    rows = [image_row(summary, classes, kinds) for summary in summaries]
     fixed = list(rows[0]) if rows else list(LEADING_COLUMNS)
     metadata_columns: list[str] = []
-    for result, row in zip(results, rows):
-        for key, value in result.sheet_metadata():
+    for summary, row in zip(summaries, rows):
+        for key, value in summary.metadata:
             name = f"meta_{key}" if key in fixed or key.startswith(("count_", "frac_", "anomalous_")) else str(key)
             if name not in metadata_columns:
                 metadata_columns.append(name)
@@ -206,44 +332,21 @@ def write_tsv(table: pd.DataFrame, path: Path) -> None:
         table.to_csv(tmp, sep="\t", index=False, na_rep="", float_format="%.6g")
 
 
-def merge_tables(results_dir: Path, kind: str, image_ids: list[str]) -> pd.DataFrame | None:
-    """Concatenate the per-image ``tables/{kind}/{id}.parquet`` files, with ``image_id`` first.
-
-    Returns None when no image has such a table.
-    """
-    frames = []
-    for image_id in image_ids:
-        path = results_dir / "tables" / kind / f"{image_id}.parquet"
-        if not path.is_file():
-            continue
-        try:
-            frame = pd.read_parquet(path)
-        except (OSError, ValueError) as exc:
-            log.warning("skipping unreadable table %s: %s", path, exc)
-            continue
-        if "image_id" in frame:
-            frame = frame.drop(columns="image_id")
-        frame.insert(0, "image_id", image_id)
-        if kind == "cells":
-            frame = with_cell_predictions(frame, results_dir / "tables" / "tiles" / f"{image_id}.parquet")
-        frames.append(frame)
-    if not frames:
-        return None
-    return pd.concat(frames, ignore_index=True)
+def with_image_id(frame: pd.DataFrame, image_id: str) -> pd.DataFrame:
+    """Return ``frame`` with an ``image_id`` column first."""
+    if "image_id" in frame:
+        frame = frame.drop(columns="image_id")
+    frame.insert(0, "image_id", image_id)
+    return frame
 
 
 # Predictions copied from a cell's tile into the merged cell table.
 CELL_PREDICTION_COLUMNS = ("cell_type", "cell_type_prob", "uncertain", "anomaly_score", "anomaly_kind", "is_anomalous")
 
 
-def with_cell_predictions(cells: pd.DataFrame, tiles_path: Path) -> pd.DataFrame:
+def with_cell_predictions(cells: pd.DataFrame, tiles: pd.DataFrame | None) -> pd.DataFrame:
     """Add the predictions of the tile centred on each cell, matched by ``cell_id`` and plane."""
-    if "cell_id" not in cells or not tiles_path.is_file():
-        return cells
-    try:
-        tiles = pd.read_parquet(tiles_path, columns=None)
-    except (OSError, ValueError) as exc:
-        log.warning("cannot add predictions to the cells of %s: %s", tiles_path, exc)
+    if "cell_id" not in cells or tiles is None:
         return cells
     keys = [name for name in ("cell_id", "series", "frame") if name in cells and name in tiles]
     prediction_columns = [name for name in CELL_PREDICTION_COLUMNS if name in tiles and name not in cells]
@@ -253,16 +356,3 @@ def with_cell_predictions(cells: pd.DataFrame, tiles_path: Path) -> pd.DataFrame
     for name in keys:
         predictions[name] = predictions[name].astype(cells[name].dtype)
     return cells.merge(predictions, on=keys, how="left")
-
-
-def write_merged_table(table: pd.DataFrame, parquet_path: Path, csv: bool) -> list[Path]:
-    """Write a merged table as Parquet, and as CSV without embeddings when ``csv`` is true."""
-    written = [parquet_path]
-    with atomic_path(parquet_path) as tmp:
-        table.to_parquet(tmp, index=False)
-    if csv:
-        csv_path = parquet_path.with_suffix(".csv")
-        with atomic_path(csv_path) as tmp:
-            table.drop(columns=[c for c in ("embedding",) if c in table]).to_csv(tmp, index=False)
-        written.append(csv_path)
-    return written
