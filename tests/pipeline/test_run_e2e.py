@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,10 @@ def finished_run(tmp_path_factory, small_images, run_config):
 
 def read_images_tsv(out: Path) -> pd.DataFrame:
     return pd.read_csv(out / "images.tsv", sep="\t", keep_default_na=False)
+
+
+def read_status(out: Path, image_id: str) -> dict:
+    return json.loads((out / "status" / f"{image_id}.json").read_text(encoding="utf-8"))
 
 
 def test_run_exits_3_for_broken_file(finished_run):
@@ -131,3 +136,25 @@ def test_snakemake_report(finished_run, tmp_path):
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert report.stat().st_size > 10_000
+
+
+def test_fixed_and_replaced_files_labelled_again(small_images, run_config, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(small_images, images)
+    out = tmp_path / "results"
+    process = vlm_micro_run(images, out, run_config)
+    _, stderr = process.communicate(timeout=900)
+    assert process.returncode == 3, stderr[-3000:]
+    good = sorted(images.glob("*.ome.tif"))
+    # Fix the broken file as its error says (copy the image again), and replace a labelled one.
+    shutil.copyfile(good[0], images / "broken.tif")
+    shutil.copyfile(good[0], good[1])
+    process = vlm_micro_run(images, out, run_config)
+    _, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stderr[-3000:]
+    table = read_images_tsv(out).set_index("image_id")
+    assert (table["status"] == "ok").all()
+    # The replaced file had another size, so its status was written by a new labelling.
+    replaced = read_status(out, good[1].name.split(".")[0])
+    assert replaced["source"] == {"size": good[1].stat().st_size, "mtime_ns": good[1].stat().st_mtime_ns}
+    assert read_status(out, "broken")["source"]["size"] == good[0].stat().st_size

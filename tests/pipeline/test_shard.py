@@ -11,7 +11,7 @@ import pytest
 
 from vlm_micro.config import labelling_settings, list_images, validate_config
 from vlm_micro.errors import ModelLoadError, VlmMicroError
-from vlm_micro.pipeline.shard import labelling_threads, process_shard, write_shard_file
+from vlm_micro.pipeline.shard import labelling_threads, process_shard, reusable_status, write_shard_file
 
 STATUS_KEYS = {
     "image_id", "path", "status", "error", "info", "plane", "qc", "summary", "pixel_size_um",
@@ -111,6 +111,39 @@ def test_rerun_reuses_finished_images(first_run, tmp_path):
     manifest = run_shard(moved)
     assert manifest["n_reused"] == 2
     assert manifest["n_failed"] == 1
+
+
+def test_edited_file_not_reused(first_run, tmp_path):
+    import os
+
+    config, manifest = first_run
+    out = Path(config["out"])
+    image_id = next(i["image_id"] for i in manifest["images"] if i["status"] == "ok")
+    status = read_status(out, image_id)
+    entry = next(e for e in list_images(config) if e.image_id == image_id)
+    copy = tmp_path / "results"
+    shutil.copytree(out, copy)
+    assert reusable_status(copy, entry, status["config_checksum"]) is not None
+    image = Path(entry.path)
+    stat = image.stat()
+    try:
+        os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        assert reusable_status(copy, entry, status["config_checksum"]) is None
+    finally:
+        os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_status_without_source_not_reused(first_run, tmp_path):
+    config, manifest = first_run
+    out = tmp_path / "results"
+    shutil.copytree(config["out"], out)
+    image_id = next(i["image_id"] for i in manifest["images"] if i["status"] == "ok")
+    path = out / "status" / f"{image_id}.json"
+    status = json.loads(path.read_text(encoding="utf-8"))
+    del status["source"]  # as written by versions before the file signature
+    path.write_text(json.dumps(status), encoding="utf-8")
+    entry = next(e for e in list_images(config) if e.image_id == image_id)
+    assert reusable_status(out, entry, status["config_checksum"]) is None
 
 
 def test_reuse_updates_sheet_metadata(first_run, tmp_path):

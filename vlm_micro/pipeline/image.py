@@ -19,7 +19,7 @@ from vlm_micro import __version__
 from vlm_micro.config import ImageEntry
 from vlm_micro.errors import OutputError, VlmMicroError
 from vlm_micro.io.diagnose import reading_file
-from vlm_micro.pipeline.outputs import ImageOutputs, write_json, write_parquet, write_png
+from vlm_micro.pipeline.outputs import ImageOutputs, file_signature, write_json, write_parquet, write_png
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ def base_record(entry: ImageEntry, context) -> dict:
     return {
         "image_id": entry.image_id,
         "path": entry.path,
+        "source": file_signature(entry.path),
         "status": "failed",
         "error": "",
         "info": {},

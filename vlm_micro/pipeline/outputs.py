@@ -26,6 +26,20 @@ from vlm_micro.atomic import atomic_path, write_text
 from vlm_micro.errors import OutputError
 
 
+def file_signature(path: str | Path) -> dict | None:
+    """Return the size and modification time (ns) of an image file, or None when it cannot be read.
+
+    The status of a labelled image stores it, and a later run reuses the image's results
+    only while the file still has the same signature. A file that was fixed, replaced or
+    edited in place is then labelled again.
+    """
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 @dataclass(frozen=True)
 class ImageOutputs:
     """Paths of the files written for one image."""

@@ -23,7 +23,7 @@ from vlm_micro import __version__
 from vlm_micro.config import ImageEntry, config_checksum
 from vlm_micro.errors import ConfigError
 from vlm_micro.pipeline.image import process_image, utc_now
-from vlm_micro.pipeline.outputs import ImageOutputs, read_json, write_json
+from vlm_micro.pipeline.outputs import ImageOutputs, file_signature, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +185,19 @@ def weights_checksum(spec: str) -> str | None:
 
 
 def reusable_status(out: Path, entry: ImageEntry, checksum: str, model_checksum: str | None = None) -> dict | None:
-    """Return the status of an image finished earlier with the same settings and model, else None."""
+    """Return the status of an image finished earlier with the same settings, model and file, else None.
+
+    The file counts as the same while its size and modification time are (see
+    :func:`vlm_micro.pipeline.outputs.file_signature`). A status without them, written
+    by an older version, is not reused.
+    """
     outputs = ImageOutputs(out, entry.image_id)
     status = read_json(outputs.status)
     if not status or status.get("status") != "ok":
         return None
     if status.get("config_checksum") != checksum or status.get("path") != entry.path:
+        return None
+    if status.get("source") is None or status["source"] != file_signature(entry.path):
         return None
     if model_checksum is not None and (status.get("model") or {}).get("checksum") != model_checksum:
         return None

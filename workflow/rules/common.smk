@@ -17,6 +17,7 @@ from vlm_micro.config import (
     validate_config,
 )
 from vlm_micro.errors import ConfigError
+from vlm_micro.pipeline.outputs import file_signature
 from vlm_micro.pipeline.run import record_workflow_error
 from vlm_micro.pipeline.shard import write_shard_file
 
@@ -50,6 +51,15 @@ def get_final_outputs():
 def get_shard_entries(wildcards):
     """Return the image entries (as dicts) of one shard."""
     return [entry.to_dict() for entry in SHARDS[wildcards.shard]]
+
+
+def get_shard_sources(wildcards):
+    """Return the size and modification time of each image file of one shard.
+
+    A shard parameter, so that a fixed, replaced or edited image file changes the
+    parameters of its shard and Snakemake runs the shard again.
+    """
+    return [file_signature(entry.path) for entry in SHARDS[wildcards.shard]]
 
 
 def get_shard_image_ids(wildcards):

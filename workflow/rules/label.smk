@@ -5,6 +5,10 @@ rule effective_config:
     log:
         out("logs/effective_config.log"),
     localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
     params:
         values=dict(config),
     run:
@@ -13,17 +17,22 @@ rule effective_config:
 
 # The image list, labelling settings and report settings of one shard, as the JSON
 # file that `vlm-micro process-shard` reads. It is rewritten when the images of the
-# shard or the settings change, which makes the shard run again. Images labelled
-# with the same labelling settings are reused, so a change of the report settings
-# only rewrites the reports.
+# shard, their files (size and modification time) or the settings change, which makes
+# the shard run again. Images labelled with the same labelling settings from unchanged
+# files are reused, so a change of the report settings only rewrites the reports.
 rule shard_image_list:
     output:
         out("shards/{shard}.images.json"),
     log:
         out("logs/shards/{shard}.log"),
     localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
     params:
         images=get_shard_entries,
+        sources=get_shard_sources,
         settings=SETTINGS,
         report=config["report"],
         job_log=lambda wildcards: out(f"logs/label/{wildcards.shard}.log"),

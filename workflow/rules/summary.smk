@@ -29,6 +29,11 @@ rule summary:
     log:
         out("logs/summary.log"),
     localrule: True
+    # One image's tables at a time in memory: under 400 MB for 2,000 images of 60 tiles.
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     run:
         run_vlm_micro(
             [
