@@ -76,8 +76,9 @@ def _series_lines(series: dict) -> list[str]:
     levels = series.get("levels") or []
     if levels:
         native = sum(1 for level in levels if level["native"])
-        shapes = ", ".join("x".join(str(n) for n in level["shape"]) for level in levels)
-        lines.append(f"      levels: {len(levels)} ({native} in the file): {shapes}")
+        # Width x height, as images.tsv and image viewers give sizes; level shapes are (rows, columns).
+        shapes = ", ".join(f"{level['shape'][1]}x{level['shape'][0]}" for level in levels)
+        lines.append(f"      levels: {len(levels)} ({native} in the file), width x height: {shapes}")
     if series.get("channels"):
         lines.append(f"      channels: {_channel_text(series['channels'])}")
     if series.get("problem"):
