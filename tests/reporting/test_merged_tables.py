@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 import fabricate
 from vlm_micro.reporting import merged, write_run_summary
@@ -102,3 +103,19 @@ def test_no_labelled_image_gives_empty_tile_table(tmp_path):
     tiles = pd.read_parquet(paths["tiles"])
     assert list(tiles.columns) == ["image_id", "tile_id"]
     assert tiles.empty
+
+
+def test_failed_write_keeps_old_table(tmp_path, monkeypatch):
+    out = tmp_path / "results"
+    ids = _run(out)
+    write_run_summary(out, {}, ids)
+    before = (out / "tables" / "tiles.parquet").read_bytes()
+
+    def broken_flush(self):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(merged.MergedTableWriter, "_flush", broken_flush)
+    with pytest.raises(OSError, match="No space left"):
+        write_run_summary(out, {}, ids)
+    assert (out / "tables" / "tiles.parquet").read_bytes() == before
+    assert not list((out / "tables").glob(".*.tmp"))

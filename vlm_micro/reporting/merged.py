@@ -199,7 +199,12 @@ class MergedTableWriter:
 
     def __exit__(self, exc_type, exc, traceback) -> bool | None:
         if exc_type is None:
-            self._flush()
-            if self._csv is not None and self._csv_header:
-                self._write_csv(self.schema.empty_table())
+            try:
+                self._flush()
+                if self._csv is not None and self._csv_header:
+                    self._write_csv(self.schema.empty_table())
+            except BaseException as error:
+                # The temporary files are removed and the old tables stay, as on any other error.
+                self._stack.__exit__(type(error), error, error.__traceback__)
+                raise
         return self._stack.__exit__(exc_type, exc, traceback)
