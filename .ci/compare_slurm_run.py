@@ -3,8 +3,12 @@
 Usage: compare_slurm_run.py LOCAL_OUT SLURM_OUT SLURMD_LOG
 
 Passes when every job that is not a local rule was submitted with sbatch and launched
-by slurmd, and when the tile tables and images.tsv of both runs are equal (timings and
-the results folder in paths aside). Prints name: value lines and exits 1 on a mismatch.
+by slurmd, and when these tables of both runs are equal: the per-image tile tables
+(tables/tiles/*.parquet), the merged tile table (tables/tiles.parquet), images.tsv and
+conditions.tsv. In the TSV files the timing column elapsed_s (of images.tsv) is left
+out and the results folder in text is replaced by OUT. The tile tables contain no
+timings or paths, so they are compared as they are.
+Prints name: value lines and exits 1 on a mismatch.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import pandas as pd
 # Rules whose jobs must run on the cluster; the others are local rules.
 CLUSTER_RULES = ("label_shard",)
 TIMING_COLUMNS = ["elapsed_s"]
+COMPARED_RUN_TABLES = ("images.tsv", "conditions.tsv", "tables/tiles.parquet")
 
 
 def snakemake_log(out: Path) -> str:
@@ -46,6 +51,23 @@ def launched_job_ids(slurmd_log: Path) -> set[str]:
     return ids
 
 
+def first_difference(name: str, left: pd.DataFrame, right: pd.DataFrame) -> list[str]:
+    """Return [] when the frames are equal, else one problem line naming the table."""
+    try:
+        pd.testing.assert_frame_equal(left, right)
+    except AssertionError as exc:
+        return [f"{name} differs: {' '.join(str(exc).split())[:300]}"]
+    return []
+
+
+def read_tsv(out: Path, name: str) -> pd.DataFrame:
+    """Read a run-level TSV without timings, with the results folder in text replaced by OUT."""
+    table = pd.read_csv(out / name, sep="\t", keep_default_na=False).drop(columns=TIMING_COLUMNS, errors="ignore")
+    for column in table.columns:
+        table[column] = table[column].astype(str).str.replace(str(out), "OUT", regex=False)
+    return table
+
+
 def compare_tables(local: Path, slurm: Path) -> list[str]:
     problems = []
     local_tiles = sorted(p.name for p in (local / "tables" / "tiles").glob("*.parquet"))
@@ -55,18 +77,18 @@ def compare_tables(local: Path, slurm: Path) -> list[str]:
     for name in local_tiles:
         if name not in slurm_tiles:
             continue
-        try:
-            pd.testing.assert_frame_equal(pd.read_parquet(local / "tables" / "tiles" / name), pd.read_parquet(slurm / "tables" / "tiles" / name))
-        except AssertionError as exc:
-            problems.append(f"tables/tiles/{name} differs: {str(exc).splitlines()[0]}")
-    images = [pd.read_csv(out / "images.tsv", sep="\t", keep_default_na=False).drop(columns=TIMING_COLUMNS, errors="ignore") for out in (local, slurm)]
-    for table, out in zip(images, (local, slurm)):
-        for column in table.columns:
-            table[column] = table[column].astype(str).str.replace(str(out), "OUT", regex=False)
-    try:
-        pd.testing.assert_frame_equal(images[0], images[1])
-    except AssertionError as exc:
-        problems.append(f"images.tsv differs: {' '.join(str(exc).split())[:300]}")
+        frames = [pd.read_parquet(out / "tables" / "tiles" / name) for out in (local, slurm)]
+        problems += first_difference(f"tables/tiles/{name}", *frames)
+    for name in COMPARED_RUN_TABLES:
+        missing = [str(out / name) for out in (local, slurm) if not (out / name).is_file()]
+        if missing:
+            problems.append(f"{name} not found: {', '.join(missing)}")
+            continue
+        if name.endswith(".parquet"):
+            frames = [pd.read_parquet(out / name) for out in (local, slurm)]
+        else:
+            frames = [read_tsv(out, name) for out in (local, slurm)]
+        problems += first_difference(name, *frames)
     return problems
 
 
@@ -86,6 +108,7 @@ def main(argv: list[str]) -> int:
     print(f"cluster_rule_jobs: {expected}")
     print(f"slurm_jobs_launched_by_slurmd: {len(set(submitted.values()) & launched)}")
     print(f"tile_tables_compared: {len(list((local / 'tables' / 'tiles').glob('*.parquet')))}")
+    print(f"run_tables_compared: {', '.join(COMPARED_RUN_TABLES)}")
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -6,16 +6,20 @@ and returning an exit status. Those modules import torch and other heavy package
 inside their handlers only, so ``vlm-micro --help`` stays fast.
 
 Exit status: 0 success, 1 an error with a one-line message, 2 invalid command line,
-3 the run finished but at least one image failed (see ``images.tsv``).
+3 the run finished but at least one image failed (see ``images.tsv``), 130 after
+Ctrl-C, and 143 or 129 when SIGTERM or SIGHUP stopped a workflow run (128 plus the
+signal number).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import logging
 import os
+import signal
 import sys
 
 from vlm_micro import __version__
@@ -105,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     except VlmMicroError as exc:
         print(f"vlm-micro {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"vlm-micro {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # A workflow run stopped by SIGTERM or SIGHUP raises StoppedBySignal, a
+        # KeyboardInterrupt that carries the signal number.
+        return _report_stop(args.command, getattr(exc, "signum", signal.SIGINT))
     except BrokenPipeError:
         # The reader of the output (head, less) closed it. As the "Note on SIGPIPE" of
         # Python's signal module documentation recommends, stdout now points at
@@ -115,6 +120,15 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
+
+
+def _report_stop(command: str, signum: int) -> int:
+    """Print the one-line notice of a command stopped by a signal and return 128 + its number."""
+    reason = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    # After SIGHUP the terminal may be gone, and writing to it fails with EIO.
+    with contextlib.suppress(OSError):
+        print(f"vlm-micro {command}: {reason}", file=sys.stderr)
+    return 128 + signum
 
 
 def entry() -> None:

@@ -25,6 +25,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,15 @@ SAMPLE_SHEET_COLUMNS = ("path", "image_id", "condition", "replicate", "pixel_siz
 # Config sections that change labels and scores; their checksum decides whether an
 # image labelled by an earlier run can be reused.
 LABELLING_SECTIONS = ("model", "read", "tiling", "labeling")
+
+# Paths that a run writes, whose defaults are placed inside the results folder ``out``:
+# (section, key, path below out). A relative default would otherwise resolve against the
+# directory snakemake runs in, which `vlm-micro run` sets to the results folder.
+OUTPUT_PATH_DEFAULTS = (
+    ("labeling", "text_cache", os.path.join(".cache", "text_embeddings")),
+    ("finetune", "out", "finetuned"),
+    ("evaluate", "out", "evaluation"),
+)
 
 _IMAGE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
@@ -107,9 +117,17 @@ def fill_defaults(schema: dict, instance: object) -> object:
     return out
 
 
-def _schema_error_message(error, source: str) -> str:
-    """Turn a jsonschema ValidationError into one line naming the key, value and fix."""
+def _schema_error_message(error, source: str, override_sources: Mapping[str, str] | None = None) -> str:
+    """Turn a jsonschema ValidationError into one line naming the key, value and fix.
+
+    A value that came from an override named in ``override_sources`` is blamed on that
+    name (such as ``--images``) instead of the file ``source``.
+    """
     key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    origin = override_origin(key, override_sources)
+    fix = "Fix it in that file" if origin is None else f"Fix the value given with {origin}"
+    if origin is not None:
+        source = origin
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
@@ -130,10 +148,31 @@ def _schema_error_message(error, source: str) -> str:
         reason = "allowed values are " + ", ".join(json.dumps(v) for v in error.validator_value)
     description = " ".join(str(error.schema.get("description", "")).split())
     hint = f" ({description})" if description and len(description) <= 160 else ""
-    return f"{source}: invalid value {value} for '{key}': {reason}. Fix it in that file{hint}"
+    return f"{source}: invalid value {value} for '{key}': {reason}. {fix}{hint}"
 
 
-def validate_against_schema(instance: object, schema_name: str, source: str) -> object:
+def override_origin(key: str, override_sources: Mapping[str, str] | None) -> str | None:
+    """Return the name that ``override_sources`` gives to dotted ``key`` or a section above it, or None."""
+    parts = key.split(".")
+    for end in range(len(parts), 0, -1):
+        name = (override_sources or {}).get(".".join(parts[:end]))
+        if name:
+            return name
+    return None
+
+
+def _has_key(values: dict, key: str) -> bool:
+    """Return True when the nested mappings of ``values`` contain dotted ``key``."""
+    for part in key.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return False
+        values = values[part]
+    return True
+
+
+def validate_against_schema(
+    instance: object, schema_name: str, source: str, override_sources: Mapping[str, str] | None = None
+) -> object:
     """Validate ``instance`` against a schema, fill its defaults and return the result.
 
     Raises
@@ -147,7 +186,7 @@ def validate_against_schema(instance: object, schema_name: str, source: str) -> 
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is not None:
-        raise ConfigError(_schema_error_message(error, source))
+        raise ConfigError(_schema_error_message(error, source, override_sources))
     return fill_defaults(schema, instance)
 
 
@@ -193,6 +232,7 @@ def load_config(
     base_dir: str | os.PathLike | None = None,
     check_files: bool = True,
     check_settings: bool = True,
+    override_sources: Mapping[str, str] | None = None,
 ) -> dict:
     """Load, validate and complete a workflow configuration.
 
@@ -210,6 +250,10 @@ def load_config(
     check_files, check_settings : bool
         Also check that input files exist (:func:`check_config_files`) and that each
         part accepts its section (:func:`check_section_settings`).
+    override_sources : mapping, optional
+        Dotted key -> name of where its override came from, such as
+        ``{"model.spec": "--model"}``. Errors about that value name it instead of the
+        file. Keys that ``overrides`` does not set are ignored.
 
     Returns
     -------
@@ -227,65 +271,70 @@ def load_config(
         raw = resolve_paths(raw, base_dir)
         overrides = resolve_paths(overrides or {}, Path.cwd())
     merged = merge_overrides(raw, overrides)
-    return validate_config(merged, source=str(path), check_files=check_files, check_settings=check_settings)
+    sources = {key: name for key, name in (override_sources or {}).items() if _has_key(overrides or {}, key)}
+    return validate_config(merged, source=str(path), check_files=check_files, check_settings=check_settings,
+                           override_sources=sources)
 
 
-def validate_config(config: dict, source: str = "config", *, check_files: bool = True, check_settings: bool = True) -> dict:
-    """Validate a config mapping against the schema and return it with defaults filled in."""
+def validate_config(
+    config: dict,
+    source: str = "config",
+    *,
+    check_files: bool = True,
+    check_settings: bool = True,
+    override_sources: Mapping[str, str] | None = None,
+) -> dict:
+    """Validate a config mapping against the schema and return it with defaults filled in.
+
+    With ``check_files``, the model spec's form and its local files are checked too,
+    without loading the model (:func:`vlm_micro.model.spec_checks.check_model_spec`).
+    ``override_sources`` names where overridden values came from (see
+    :func:`load_config`). The default of each path in :data:`OUTPUT_PATH_DEFAULTS` is
+    placed inside ``out``.
+    """
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: expected a mapping of config keys, got {type(config).__name__}")
     if "labels" not in config:
         # The schema's relative default only exists when the run starts in the source tree;
         # a config without labels gets the bundled vocabulary wherever it runs.
         config = {**config, "labels": str(DEFAULT_LABELS)}
-    config = validate_against_schema(config, "config", source)
+    unset_outputs = [entry for entry in OUTPUT_PATH_DEFAULTS if not _has_key(config, f"{entry[0]}.{entry[1]}")]
+    config = validate_against_schema(config, "config", source, override_sources)
+    for section, key, below_out in unset_outputs:
+        config[section][key] = os.path.join(config["out"], below_out)
     if check_files:
-        check_config_files(config, source)
+        from vlm_micro.model.spec_checks import check_model_spec
+
+        check_model_spec(config["model"]["spec"], _value_origin("model.spec", source, override_sources))
+        check_config_files(config, source, override_sources)
     if check_settings:
         check_section_settings(config)
     return config
 
 
-def check_config_files(config: dict, source: str = "config") -> None:
-    """Check that the vocabulary, the sample sheet and the model path exist and are valid.
+def _value_origin(key: str, source: str, override_sources: Mapping[str, str] | None) -> str:
+    """Return how an error names where the value of ``key`` came from: an override's name, or FILE: KEY."""
+    return override_origin(key, override_sources) or f"{source}: {key}"
 
-    The image list itself is checked when it is built (:func:`list_images`).
+
+def check_config_files(config: dict, source: str = "config", override_sources: Mapping[str, str] | None = None) -> None:
+    """Check that the vocabulary, the sample sheet and the normal references exist and are valid.
+
+    The model spec is checked by :func:`vlm_micro.model.spec_checks.check_model_spec`
+    and the image list when it is built (:func:`list_images`).
     """
     from vlm_micro.labeling.vocabulary import load_vocabulary
 
     load_vocabulary(config["labels"])
     sheet = config.get("sample_sheet")
     if sheet and not Path(sheet).is_file():
+        origin = override_origin("sample_sheet", override_sources)
+        if origin is not None:
+            raise ConfigError(f"{origin}: sample sheet not found: {sheet}; fix the path")
         raise ConfigError(f"{source}: sample_sheet file not found: {sheet}; fix the path or set sample_sheet: null")
-    _check_model_path(config["model"]["spec"], "model.spec", source)
     for reference in config["labeling"]["normal_references"]:
         if not Path(reference).exists():
             raise ConfigError(f"{source}: labeling.normal_references entry not found: {reference}; fix the path or remove the entry")
-
-
-def _check_model_path(spec: str, key: str, source: str) -> None:
-    from vlm_micro.model.loading import BUILTIN_DIR, CONFIG_FILE
-
-    if spec.startswith("builtin:"):
-        folder = BUILTIN_DIR / spec[len("builtin:"):]
-        if not (folder / CONFIG_FILE).is_file():
-            raise ConfigError(
-                f"{source}: {key} {spec!r} is not installed ({folder / CONFIG_FILE} not found); "
-                "use another model spec, or rebuild the demo model with `make model`"
-            )
-    elif spec.startswith("local-dir:"):
-        folder = Path(spec[len("local-dir:"):]).expanduser()
-        if not folder.is_dir():
-            raise ConfigError(f"{source}: {key} model folder not found: {folder}; fix the path in {spec!r}")
-        if not (folder / CONFIG_FILE).is_file():
-            raise ConfigError(
-                f"{source}: {key} folder {folder} has no {CONFIG_FILE}, so it is not an open_clip model folder; "
-                f"fix the path in {spec!r} (a folder written by `vlm-micro finetune` or save_model_dir)"
-            )
-    elif "@" in spec and not spec.startswith("hf-hub:"):
-        checkpoint = Path(spec.split("@", 1)[1]).expanduser()
-        if not checkpoint.is_file():
-            raise ConfigError(f"{source}: {key} checkpoint file not found: {checkpoint}; fix the path in {spec!r}")
 
 
 def check_section_settings(config: dict) -> None:
@@ -368,10 +417,13 @@ def labelling_settings(config: dict) -> dict:
 def config_checksum(settings: dict, vocabulary_checksum: str = "") -> str:
     """Return a SHA-256 over the labelling settings and the vocabulary content.
 
-    The path of the labels file is left out, so moving it does not invalidate results;
-    its content enters through ``vocabulary_checksum``.
+    The paths of the labels file and of the text embedding cache are left out, so moving
+    them, or the results folder that contains the cache by default, does not invalidate
+    results. The vocabulary's content enters through ``vocabulary_checksum``.
     """
     payload = {name: settings.get(name) for name in LABELLING_SECTIONS}
+    if isinstance(payload["labeling"], dict):
+        payload["labeling"] = {key: value for key, value in payload["labeling"].items() if key != "text_cache"}
     payload["vocabulary"] = vocabulary_checksum
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -387,11 +439,14 @@ def has_supported_extension(path: str | os.PathLike) -> bool:
 def expand_images(spec: str | os.PathLike) -> list[Path]:
     """List the image files named by a folder, a file or a glob pattern.
 
+    A path that names an existing folder or file is taken as it is, even when its name
+    contains glob characters (``a[1].tif``); only a path that does not exist is a glob.
     A folder contributes its entries with a supported extension (not recursing, hidden
     entries left out), including links and subfolders with such a name, which fail when
     read. A glob contributes every regular file it matches, whatever the
     extension, so an unsupported file it names gets its own failed row later. ``**``
-    matches folders recursively.
+    matches folders recursively, and the longest leading part of a glob that names an
+    existing folder is matched literally (``plate[1]/*.tif``).
 
     Returns
     -------
@@ -404,10 +459,7 @@ def expand_images(spec: str | os.PathLike) -> list[Path]:
         When nothing is found.
     """
     spec = os.path.expanduser(str(spec))
-    if _GLOB_CHARACTERS & set(spec):
-        found = [Path(p) for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
-        where = f"glob pattern {spec!r}"
-    elif os.path.isdir(spec):
+    if os.path.isdir(spec):
         # Entries with an image extension that are not regular files (broken links, link
         # loops, folders, pipes) are kept, so that each gets a failed row with the reason.
         entries = [p for p in Path(spec).iterdir() if not p.name.startswith(".")]
@@ -419,6 +471,9 @@ def expand_images(spec: str | os.PathLike) -> list[Path]:
     elif os.path.isfile(spec):
         found = [Path(spec)]
         where = spec
+    elif _GLOB_CHARACTERS & set(spec):
+        found = [Path(p) for p in glob.glob(_glob_pattern(spec), recursive=True) if os.path.isfile(p)]
+        where = f"glob pattern {spec!r}"
     else:
         raise ConfigError(f"images: {spec} is neither a folder, a file nor a glob pattern that matches files; fix the images path")
     if not found:
@@ -426,6 +481,17 @@ def expand_images(spec: str | os.PathLike) -> list[Path]:
             f"images: no image files found in {where}; supported extensions: {', '.join(SUPPORTED_EXTENSIONS)}"
         )
     return sorted({p.absolute() for p in found})
+
+
+def _glob_pattern(spec: str) -> str:
+    """Return ``spec`` with its longest leading part that names an existing folder escaped for glob."""
+    folder, names = spec, []
+    while folder and not os.path.isdir(folder):
+        folder, name = os.path.split(folder)
+        names.append(name)
+    if not folder:
+        return spec
+    return os.path.join(glob.escape(folder), *reversed(names))
 
 
 def _strip_extension(name: str) -> str:

@@ -218,3 +218,42 @@ def test_config_without_labels_uses_bundled(tmp_path, minimal, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = load_config(write_config(tmp_path, values), base_dir=tmp_path, check_settings=False)
     assert Path(config["labels"]) == Path(__file__).resolve().parents[2] / "config" / "labels.yaml"
+
+
+def test_output_defaults_inside_out(minimal):
+    config = check(minimal)
+    out = minimal["out"]
+    assert config["labeling"]["text_cache"] == str(Path(out) / ".cache" / "text_embeddings")
+    assert config["finetune"]["out"] == str(Path(out) / "finetuned")
+    assert config["evaluate"]["out"] == str(Path(out) / "evaluation")
+
+
+def test_output_paths_set_are_kept(minimal, tmp_path):
+    values = merge_overrides(minimal, {
+        "labeling": {"text_cache": None},
+        "finetune": {"out": str(tmp_path / "model")},
+        "evaluate": {"out": str(tmp_path / "metrics")},
+    })
+    config = check(values)
+    assert config["labeling"]["text_cache"] is None
+    assert config["finetune"]["out"] == str(tmp_path / "model")
+    assert config["evaluate"]["out"] == str(tmp_path / "metrics")
+
+
+def test_bundled_config_outputs_follow_out(tmp_path, monkeypatch):
+    # Plain snakemake validates the bundled file as it is, with out: results.
+    config = load_config(DEFAULT_CONFIG, check_files=False, check_settings=False)
+    assert config["finetune"]["out"] == str(Path("results") / "finetuned")
+    assert config["labeling"]["text_cache"] == str(Path("results") / ".cache" / "text_embeddings")
+    # `vlm-micro run --out DIR` without --config.
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, {"out": "run1"}, base_dir=DEFAULT_CONFIG.parents[1], check_files=False, check_settings=False)
+    assert config["finetune"]["out"] == str(tmp_path / "run1" / "finetuned")
+    assert config["evaluate"]["out"] == str(tmp_path / "run1" / "evaluation")
+    assert config["labeling"]["text_cache"] == str(tmp_path / "run1" / ".cache" / "text_embeddings")
+
+
+def test_checksum_ignores_text_cache(minimal):
+    config = check(minimal)
+    moved = check(merge_overrides(minimal, {"labeling": {"text_cache": "/shared/cache"}}))
+    assert config_checksum(labelling_settings(config), "v1") == config_checksum(labelling_settings(moved), "v1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,15 +15,19 @@ import pytest
 from vlm_micro.errors import OutputError, VlmMicroError
 from vlm_micro.pipeline.run import (
     LOCK_NAME,
+    MAX_ERROR_LINE,
     check_writable,
     count_failed,
     first_job_error,
+    first_snakemake_error,
     process_start,
     profile_path,
     read_workflow_error,
     record_workflow_error,
     run_lock,
+    run_workflow,
     snakemake_command,
+    snakemake_log_since,
 )
 
 
@@ -121,6 +126,35 @@ def test_unknown_profile_rejected():
         profile_path("nope")
 
 
+def test_profile_folder_without_config_rejected(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a profile")
+    expected = f"profile folder {re.escape(str(tmp_path.resolve()))} has no config.yaml; .*profiles/slurm/config.yaml"
+    with pytest.raises(VlmMicroError, match=expected) as info:
+        profile_path(str(tmp_path))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "profile.yaml", "config.v8+.yaml"])
+def test_profile_folder_settings_names_accepted(tmp_path, name):
+    (tmp_path / name).write_text("cores: 1\n")
+    assert profile_path(str(tmp_path)) == tmp_path.resolve()
+
+
+def test_profile_for_newer_snakemake_rejected(tmp_path):
+    (tmp_path / "config.v99+.yaml").write_text("cores: 1\n")
+    with pytest.raises(VlmMicroError, match="has no config.yaml"):
+        profile_path(str(tmp_path))
+
+
+def test_profile_checked_before_out_created(tmp_path):
+    profile = tmp_path / "my-profile"
+    profile.mkdir()
+    out = tmp_path / "results"
+    with pytest.raises(VlmMicroError, match="has no config.yaml"):
+        run_workflow({"out": str(out)}, profile=str(profile))
+    assert not out.exists()
+
+
 def test_bundled_profiles_found():
     assert (profile_path("slurm") / "config.yaml").is_file()
     assert (profile_path("default") / "config.yaml").is_file()
@@ -188,3 +222,128 @@ def test_snakemake_args_after_separator_accepted():
     args = build_parser().parse_args(argv)
     assert args.snakemake_args == ["--dry-run", "all"]
     assert misplaced_snakemake_args(args, argv) == ""
+
+
+SBATCH_FAILURE_LOG = """\
+Select jobs to execute...
+No account was given, not able to get a SLURM account via sacct: sacct: fatal: Could not establish a configuration source
+
+Unable to guess SLURM account. Trying to proceed without.
+[Sat Dec  5 01:30:36 2026]
+Error in rule label_shard:
+    message: SLURM sbatch failed. The error message was 'sbatch: error: Batch job submission failed: Invalid account'.
+    sbatch call:
+        sbatch --parsable --job-name 1b50 -p debug --wrap="python -m snakemake --nolock"
+For further error details see the cluster/cloud log and the log files of the involved rule(s).
+    jobid: 6
+    log: /out/logs/label/shard_0002.log (check log file(s) for error details)
+Exiting because a job execution failed. Look above for error messages
+WorkflowError:
+At least one job did not complete successfully.
+"""
+
+KILLED_JOB_LOG = """\
+Select jobs to execute...
+RuleException:
+RuntimeError in file "/repo/workflow/rules/common.smk", line 100:
+vlm-micro process-shard failed with exit status -9; see /out/logs/label/shard_0002.log
+  File "/repo/workflow/rules/label.smk", line 72, in __rule_label_shard
+[Sat Dec  5 01:31:33 2026]
+Error in rule label_shard:
+    message: None
+    jobid: 6
+Removing output files of failed job label_shard since they might be corrupted:
+Exiting because a job execution failed. Look above for error messages
+WorkflowError:
+At least one job did not complete successfully.
+"""
+
+LOCKED_LOG = """\
+Building DAG of jobs...
+LockException:
+Error: Directory cannot be locked. Please make sure that no other Snakemake process is trying to create the same files.
+/out
+"""
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (SBATCH_FAILURE_LOG, "SLURM sbatch failed. The error message was 'sbatch: error: Batch job submission failed: Invalid account'"),
+    (KILLED_JOB_LOG, "vlm-micro process-shard failed with exit status -9; see /out/logs/label/shard_0002.log"),
+    (LOCKED_LOG, "Error: Directory cannot be locked. Please make sure that no other Snakemake process is trying to create the same files"),
+    ("Building DAG of jobs...\nsinfo: fatal: Could not establish a configuration source\n",
+     "sinfo: fatal: Could not establish a configuration source"),
+    ("Exiting because a job execution failed. Look above for error messages\nWorkflowError:\n"
+     "At least one job did not complete successfully.\n", ""),
+], ids=["sbatch", "killed-job", "locked", "tool-error", "generic-only"])
+def test_snakemake_log_error_line(tmp_path, text, expected):
+    path = tmp_path / "2026-12-05T013036.snakemake.log"
+    path.write_text(text)
+    assert first_snakemake_error(path) == expected
+
+
+def test_snakemake_log_long_line_cut(tmp_path):
+    path = tmp_path / "run.snakemake.log"
+    path.write_text("sbatch: error: " + "x" * 1000 + "\n")
+    line = first_snakemake_error(path)
+    assert len(line) == MAX_ERROR_LINE
+    assert line.startswith("sbatch: error: xxx")
+    assert line.endswith("...")
+
+
+def test_snakemake_log_missing_file(tmp_path):
+    assert first_snakemake_error(tmp_path / "gone.snakemake.log") == ""
+
+
+def test_snakemake_log_of_this_run_chosen(tmp_path):
+    assert snakemake_log_since(tmp_path, 0.0) is None
+    folder = tmp_path / ".snakemake" / "log"
+    folder.mkdir(parents=True)
+    earlier, current = folder / "a.snakemake.log", folder / "b.snakemake.log"
+    earlier.write_text("x")
+    current.write_text("x")
+    os.utime(earlier, (1000.0, 1000.0))
+    os.utime(current, (2000.0, 2000.0))
+    assert snakemake_log_since(tmp_path, 1500.0) == current
+    assert snakemake_log_since(tmp_path, 2500.0) is None
+
+
+def test_failure_message_quotes_snakemake_log(tmp_path):
+    from vlm_micro.pipeline.cli import _raise_workflow_failure
+    from vlm_micro.pipeline.run import _run_result
+
+    log_path = tmp_path / ".snakemake" / "log" / "2026-12-05T013036.snakemake.log"
+    log_path.parent.mkdir(parents=True)
+    log_path.write_text(SBATCH_FAILURE_LOG)
+    (tmp_path / "logs" / "label").mkdir(parents=True)
+    (tmp_path / "logs" / "label" / "shard_0000.log").write_text("")  # sbatch failed, so the job wrote nothing
+    result = _run_result(tmp_path, 1, 0.0)
+    with pytest.raises(VlmMicroError) as info:
+        _raise_workflow_failure(result, tmp_path)
+    message = str(info.value)
+    assert message.startswith("the workflow failed (snakemake exit status 1); snakemake: SLURM sbatch failed.")
+    assert message.endswith(f"; see the messages above and snakemake's log {log_path}")
+    assert "\n" not in message
+
+
+def test_job_error_preferred_over_snakemake_log(tmp_path):
+    from vlm_micro.pipeline.run import _run_result
+
+    log_path = tmp_path / ".snakemake" / "log" / "x.snakemake.log"
+    log_path.parent.mkdir(parents=True)
+    log_path.write_text(KILLED_JOB_LOG)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "summary.log").write_text("vlm-micro summarize: error: cannot write x; check free space\n")
+    result = _run_result(tmp_path, 1, 0.0)
+    assert result.job_error == "vlm-micro summarize: error: cannot write x; check free space"
+    assert result.snakemake_error == ""
+
+
+def test_images_and_sample_sheet_exclusive(tmp_path, monkeypatch, capsys):
+    from vlm_micro.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--images", "a.tif", "--sample-sheet", "sheet.tsv", "--out", "results"])
+    assert exit_info.value.code == 2
+    assert "argument --sample-sheet: not allowed with argument --images" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()

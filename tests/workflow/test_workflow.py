@@ -32,6 +32,7 @@ def many_images(tmp_path) -> Path:
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "open_clip_config.json").write_text("{}", encoding="utf-8")
+    (model_dir / "open_clip_model.safetensors").write_bytes(b"")
     images = tmp_path / "images"
     images.mkdir()
     for index in range(45):
@@ -222,7 +223,8 @@ def test_config_file_keys_match_schema():
                 collect(value, f"{prefix}{key}.")
 
     collect(config)
-    assert config_keys == schema_keys
+    # Unset, these three are folders inside out, so the bundled config leaves them commented out.
+    assert config_keys == schema_keys - {"labeling.text_cache", "finetune.out", "evaluate.out"}
 
 
 def test_config_file_comments_every_key():

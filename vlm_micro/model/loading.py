@@ -19,6 +19,7 @@ size it was trained on and a fitted temperature.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -44,6 +45,9 @@ FOLDER_WEIGHTS_FILES = (
     "open_clip_pytorch_model.pth",
 )
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+# Suffixes of NumPy weights. open_clip 3.x reads them only as big_vision (SigLIP)
+# conversions, so they are rejected as checkpoints.
+NUMPY_SUFFIXES = (".npz", ".npy")
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -193,11 +197,84 @@ def _load_checkpoint(value: str, spec: str) -> LoadedModel:
         )
     if not path.is_file():
         raise ModelLoadError(f"checkpoint file not found: {path}; check the path after '@' in {spec!r}")
-    if path.suffix in (".npz", ".npy"):
-        raise ModelLoadError(f"checkpoint {path} is a NumPy file; convert it to .safetensors or a torch state dict (.pt)")
+    check_checkpoint_file(path)
     model = _create_model(spec, lambda: open_clip.create_model(arch, pretrained=str(path), weights_only=True))
     tokenizer = _call_open_clip(spec, lambda: open_clip.get_tokenizer(arch))
     return _assemble(model, tokenizer, spec, f"{arch}@{path.name}", file_sha256(path), {})
+
+
+def bundled_architectures() -> frozenset[str] | None:
+    """Return the architecture names of open_clip's bundled model configs, without importing open_clip.
+
+    ``open_clip.list_models()`` returns the same names (open_clip 3.x: the stems of
+    ``open_clip/model_configs/*.json``), but importing open_clip imports torch, which
+    takes seconds. Names registered at run time with ``open_clip.add_model_config`` are
+    not included. Returns None when open_clip is not installed or keeps no such folder.
+    """
+    try:
+        package = importlib.util.find_spec("open_clip")
+    except (ImportError, ValueError):
+        return None
+    for location in (package.submodule_search_locations or []) if package else []:
+        folder = Path(location) / "model_configs"
+        if folder.is_dir():
+            return frozenset(path.stem for path in folder.glob("*.json"))
+    return None
+
+
+def weights_format(path: Path) -> str | None:
+    """Return the format of a weights file from its first bytes: "safetensors", "torch" or None.
+
+    "torch" covers what ``torch.load`` reads: a zip archive (``torch.save`` since torch
+    1.6), a pickle of protocol 2 to 5 (the older format) and a tar archive (the oldest
+    format). Pickles of protocol 0 and 1, which ``torch.save`` writes only when asked
+    to, are not recognised. A safetensors file starts with the 8-byte little-endian
+    length of its JSON header, then the header's "{".
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if head.startswith(b"PK\x03\x04") or head[257:262] == b"ustar":
+        return "torch"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "torch"
+    header_length = int.from_bytes(head[:8], "little") if len(head) >= 9 else 0
+    if 0 < header_length <= path.stat().st_size - 8 and head[8:9] == b"{":
+        return "safetensors"
+    return None
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Raise ModelLoadError unless ``path`` starts like a weights file that open_clip reads.
+
+    Only the first bytes are read, so a file that passes may still fail to load, for
+    example when its weights belong to another architecture.
+    """
+    if path.suffix.lower() in NUMPY_SUFFIXES:
+        raise ModelLoadError(f"checkpoint {path} is a NumPy file; convert it to .safetensors or a torch state dict (.pt)")
+    try:
+        size = path.stat().st_size
+        found = weights_format(path) if size else None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read checkpoint {path}: {exc.strerror or exc}; check its permissions") from exc
+    if not size:
+        raise ModelLoadError(f"checkpoint {path} is empty (0 bytes); copy the weights file again")
+    # open_clip picks the safetensors reader by the exact suffix and torch.load otherwise.
+    named_safetensors = str(path).endswith(".safetensors")
+    if named_safetensors and found != "safetensors":
+        raise ModelLoadError(
+            f"checkpoint {path} is not a valid safetensors file although its name ends in .safetensors "
+            "(the header is missing or damaged); copy or convert the weights again"
+        )
+    if found == "safetensors" and not named_safetensors:
+        raise ModelLoadError(
+            f"checkpoint {path} is a safetensors file, but open_clip reads a file as safetensors only "
+            "when its name ends in .safetensors; rename it"
+        )
+    if found is None:
+        raise ModelLoadError(
+            f"checkpoint {path} is not a model weights file (neither safetensors nor a file written by torch.save); "
+            "give the weights file of an open_clip model (.safetensors, .pt or .bin) after '@'"
+        )
 
 
 def _create_model(spec: str, create):
@@ -210,6 +287,8 @@ def _call_open_clip(spec: str, build):
     """Run an open_clip factory call and turn its failures into one-line ModelLoadErrors."""
     import pickle
 
+    from safetensors import SafetensorError
+
     try:
         return build()
     except ImportError as exc:
@@ -219,9 +298,14 @@ def _call_open_clip(spec: str, build):
             f"weights of {spec!r} contain objects other than tensors, which torch.load(weights_only=True) rejects; "
             f"convert them to .safetensors or save only the state dict"
         ) from exc
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"cannot build model {spec!r}: {first_line[:300]}") from exc
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as exc:
+        # A KeyError's text is only the missing key (such as "101"), so the type is named too.
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "no message"
+        raise ModelLoadError(
+            f"cannot build model {spec!r} ({type(exc).__name__}: {detail}); the weights are damaged or belong to "
+            "another architecture, so check the weights file and the architecture (the name before '@', "
+            "or open_clip_config.json of a model folder)"
+        ) from exc
 
 
 def _folder_tokenizer(folder: Path, config: dict, spec: str):

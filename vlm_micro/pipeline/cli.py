@@ -1,9 +1,11 @@
 """Subcommands ``run``, ``demo`` and ``process-shard``.
 
-Exit status of ``run`` and ``demo``: 0 when every image was labelled, 3 when the run
-finished but at least one image failed (``images.tsv`` gives the reason per image). Any
+Exit status of ``run`` and ``demo``: 0 when every image has status ok in ``images.tsv``
+(an image with no labelled tile, such as a blank one, is ok with a QC warning), 3 when
+the run finished but at least one image failed (``images.tsv`` gives the reason per image). Any
 other error (invalid config, locked or read-only results folder, failed workflow)
-gives 1.
+gives 1. Ctrl-C, SIGTERM and SIGHUP stop snakemake and its jobs, and the status is 128
+plus the signal number (130, 143, 129).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_IMAGES_FAILED = 3
 
+# Config keys that command-line options set, named by the option in error messages.
+OPTION_SOURCES = {"images": "--images", "sample_sheet": "--sample-sheet", "out": "--out", "model.spec": "--model"}
+
 
 def register(subparsers) -> None:
     """Add the run, demo and process-shard subcommands."""
@@ -27,14 +32,21 @@ def register(subparsers) -> None:
         "run",
         help="label images with the Snakemake workflow",
         description="Label a folder or glob of images (or a sample sheet) with the workflow and write reports. "
-        "Exit status: 0 all images labelled, 3 some images failed (see OUT/images.tsv), 1 error.",
+        "Exit status: 0 every image ok (a blank image is ok with a QC warning), 3 some images failed (see OUT/images.tsv), 1 error, "
+        "130, 143 or 129 stopped by Ctrl-C, SIGTERM or SIGHUP.",
     )
-    run.add_argument(
+    # Both options choose the images to label, and the sample sheet would win silently.
+    image_source = run.add_mutually_exclusive_group()
+    image_source.add_argument(
         "--images", nargs="+", metavar="PATH",
         help="image folders, files or glob patterns (a glob the shell expanded works too); "
-        "replaces the config's images and sample_sheet",
+        "replaces the config's images and sample_sheet; cannot be combined with --sample-sheet",
     )
-    run.add_argument("--sample-sheet", help="tab-separated sample sheet (columns path, image_id, condition, replicate, pixel_size_um)")
+    image_source.add_argument(
+        "--sample-sheet",
+        help="tab-separated sample sheet (columns path, image_id, condition, replicate, pixel_size_um); "
+        "replaces the config's sample_sheet, which takes precedence over its images; cannot be combined with --images",
+    )
     run.add_argument("--out", help="results folder (required without --config)")
     run.add_argument("--config", help="config YAML (default: config/config.yaml of vlm-micro, paths relative to its repository)")
     run.add_argument("--model", help="model spec, replaces model.spec (builtin:NAME, local-dir:PATH, hf-hub:ORG/NAME, ARCH@FILE)")
@@ -103,7 +115,7 @@ def handle_run(args) -> int:
     if not args.config and not args.out:
         raise VlmMicroError("--out is required unless --config names a config file with out; pass --out DIR")
     base_dir = Path.cwd() if args.config else REPO_ROOT
-    config = load_config(args.config, _overrides(args), base_dir=base_dir)
+    config = load_config(args.config, _overrides(args), base_dir=base_dir, override_sources=OPTION_SOURCES)
     return _run_and_report(config, args)
 
 
@@ -116,7 +128,7 @@ def handle_demo(args) -> int:
     overrides = {"sample_sheet": str(sheet.resolve()), "out": str(Path(args.out).resolve())}
     if args.model:
         overrides["model"] = {"spec": args.model}
-    config = load_config(None, overrides, base_dir=REPO_ROOT)
+    config = load_config(None, overrides, base_dir=REPO_ROOT, override_sources={"out": "--out", "model.spec": "--model"})
     return _run_and_report(config, args)
 
 
@@ -129,19 +141,35 @@ def _run_and_report(config: dict, args) -> int:
     log.info("%d image(s) to label into %s", n_images, config["out"])
     result = run_workflow(config, cores=args.cores, profile=args.profile, extra=args.snakemake_args)
     out = Path(config["out"])
-    if result.returncode != 0 and result.workflow_error:
-        raise VlmMicroError(f"the workflow stopped before any job ran: {result.workflow_error}")
     if result.returncode != 0:
-        cause = f"; first job error: {result.job_error}" if result.job_error else ""
-        raise VlmMicroError(
-            f"the workflow failed (snakemake exit status {result.returncode}){cause}; "
-            f"see the messages above and the job logs in {out / 'logs'}"
-        )
+        _raise_workflow_failure(result, out)
     if result.n_failed:
         print(f"{result.n_failed} of {result.n_images} image(s) failed; the reasons are in {out / 'images.tsv'}", file=sys.stderr)
     if result.index.is_file():
         print(result.index)
     return EXIT_IMAGES_FAILED if result.n_failed else EXIT_OK
+
+
+def _raise_workflow_failure(result, out: Path) -> None:
+    """Raise the error for a failed snakemake run, with the most specific cause found."""
+    status = result.returncode
+    if result.workflow_error:
+        raise VlmMicroError(f"the workflow stopped before any job ran: {result.workflow_error}")
+    if result.job_error:
+        raise VlmMicroError(
+            f"the workflow failed (snakemake exit status {status}); first job error: {result.job_error}; "
+            f"see the messages above and the job logs in {out / 'logs'}"
+        )
+    if result.snakemake_error:
+        # No job wrote an error, for example when sbatch rejected every job or the
+        # workflow itself failed, so the cause is only in snakemake's log.
+        raise VlmMicroError(
+            f"the workflow failed (snakemake exit status {status}); snakemake: {result.snakemake_error}; "
+            f"see the messages above and snakemake's log {result.snakemake_log}"
+        )
+    raise VlmMicroError(
+        f"the workflow failed (snakemake exit status {status}); see the messages above and the job logs in {out / 'logs'}"
+    )
 
 
 def handle_process_shard(args) -> int:

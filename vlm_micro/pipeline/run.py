@@ -12,12 +12,16 @@ import csv
 import json
 import logging
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import yaml
@@ -33,6 +37,12 @@ RUN_CONFIG_NAME = "run_config.yaml"  # written below OUT/logs, passed to snakema
 WORKFLOW_ERROR_NAME = "workflow_error.txt"  # below OUT/logs, see record_workflow_error
 SNAKEFILE = WORKFLOW_DIR / "Snakefile"
 PROFILE_DIR = WORKFLOW_DIR / "profiles"
+SNAKEMAKE_LOG_DIR = Path(".snakemake") / "log"  # below OUT, one *.snakemake.log per run
+MAX_ERROR_LINE = 300  # characters of a snakemake log line quoted in an error message
+
+# Signals that stop a run the way Ctrl-C does. SIGHUP arrives when the terminal or ssh
+# session of the run closes. Windows has no SIGHUP.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 @dataclass
@@ -45,6 +55,20 @@ class RunResult:
     index: Path  # OUT/index.html
     job_error: str = ""  # first error line of a failed job's log, when snakemake failed
     workflow_error: str = ""  # error of a workflow input function (no job ran), when snakemake failed
+    snakemake_error: str = ""  # error line of snakemake's log, when snakemake failed and the two above are empty
+    snakemake_log: Path | None = None  # snakemake's log file of this run, when one was written
+
+
+class StoppedBySignal(KeyboardInterrupt):
+    """Raised by :func:`run_workflow` after SIGTERM or SIGHUP stopped snakemake and its jobs.
+
+    It derives from KeyboardInterrupt because the run stops as on Ctrl-C, and so that
+    ``except Exception`` does not catch it. ``signum`` is the number of the signal.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 # --------------------------------------------------------------------------- checks and lock
@@ -111,6 +135,30 @@ def _proc_stat(pid: int) -> list[str] | None:
     # The command name is in parentheses and may contain spaces, so split after the last one.
     # Field 3 of proc(5), the state, comes first, so field 22, the start time, is at index 19.
     return stat[stat.rfind(")") + 2:].split()
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Return the pids of the children of ``pid``, their children and so on, from Linux's /proc.
+
+    Returns an empty list where /proc does not exist.
+    """
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    children: dict[int, list[int]] = {}
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        fields = _proc_stat(int(entry))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))  # fields[1] is the parent pid
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
 
 
 def _read_lock(path: Path) -> dict:
@@ -205,13 +253,31 @@ def _check_existing_lock(path: Path) -> dict:
 # --------------------------------------------------------------------------- snakemake
 
 
-def profile_path(name: str | None) -> Path | None:
-    """Return the folder of a workflow profile given by name (default, slurm) or path."""
+# Settings files that snakemake 9 reads from a profile folder: profile.yaml or config.yaml,
+# or a variant for snakemake N and later such as config.v8+.yaml (get_profile_dir in
+# snakemake/cli.py).
+_PROFILE_FILE = re.compile(r"(?:profile|config)(?:\.v(?P<min_major>\d+)\+)?\.yaml")
+
+
+def profile_path(name: str | os.PathLike | None) -> Path | None:
+    """Return the folder of a workflow profile given by name (default, slurm) or path.
+
+    Raises
+    ------
+    VlmMicroError
+        When no such profile exists, or the folder has no settings file for snakemake.
+    """
     if not name:
         return None
     candidate = Path(name)
     if candidate.is_dir():
-        return candidate.resolve()
+        folder = candidate.resolve()
+        if not _has_profile_settings(folder):
+            raise VlmMicroError(
+                f"profile folder {folder} has no config.yaml; put the snakemake settings there "
+                f"(copy {PROFILE_DIR / 'slurm' / 'config.yaml'} and adapt it) or pass --profile default or --profile slurm"
+            )
+        return folder
     bundled = PROFILE_DIR / name
     if bundled.is_dir():
         return bundled
@@ -219,7 +285,25 @@ def profile_path(name: str | None) -> Path | None:
     raise VlmMicroError(f"profile {name!r} not found; use a folder with config.yaml or one of: {', '.join(available)}")
 
 
-def snakemake_command(config_file: Path, out: Path, cores: int | None, profile: str | None, extra: list[str]) -> list[str]:
+def _has_profile_settings(folder: Path) -> bool:
+    """Return True when ``folder`` contains a settings file that the installed snakemake reads."""
+    try:
+        names = [path.name for path in folder.iterdir() if path.is_file()]
+    except OSError as exc:
+        raise VlmMicroError(f"cannot read profile folder {folder}: {exc.strerror or exc}; check its permissions") from exc
+    try:
+        major = int(metadata.version("snakemake").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        major = None  # accept every versioned name, and snakemake checks it when the run starts
+    for name in names:
+        match = _PROFILE_FILE.fullmatch(name)
+        if match and (major is None or int(match["min_major"] or 0) <= major):
+            return True
+    return False
+
+
+def snakemake_command(config_file: Path, out: Path, cores: int | None, profile: str | os.PathLike | None,
+                      extra: list[str]) -> list[str]:
     """Return the argument list that runs the workflow on ``out``."""
     if not SNAKEFILE.is_file():
         raise VlmMicroError(f"workflow not found: {SNAKEFILE}; vlm-micro needs its source tree (pip install -e . from a checkout)")
@@ -269,6 +353,68 @@ def _wait(process: subprocess.Popen) -> int:
     except KeyboardInterrupt:
         process.wait()
         raise
+
+
+class StopSignalForwarder:
+    """Context manager that turns SIGTERM and SIGHUP to this process into a Ctrl-C of snakemake's process tree.
+
+    On SIGTERM, snakemake 9 starts no new jobs but lets the running ones go on to the
+    end. On SIGINT it cancels the run, but its local executor still waits for the
+    running jobs. Ctrl-C in a terminal stops them because the terminal sends SIGINT to
+    the whole process group, so the handler sends SIGINT to snakemake and to each of
+    its descendants. The handlers are set on entry and the previous ones restored on
+    exit. Python sets signal handlers only in the main thread, so elsewhere this does
+    nothing. ``signum`` is the stop signal received, None until one arrives.
+    """
+
+    def __init__(self):
+        self.process: subprocess.Popen | None = None
+        self.signum: int | None = None
+        self._interrupted: set[tuple[int, int | None]] = set()  # (pid, start time) already sent SIGINT
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignalForwarder:
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        else:
+            log.debug("not in the main thread, so SIGTERM and SIGHUP stop only this process, not snakemake")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def attach(self, process: subprocess.Popen) -> None:
+        """Forward later stop signals to ``process``, and stop it at once when one came while it started."""
+        self.process = process
+        if self.signum is not None:
+            self.interrupt()
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self.process is not None:
+            self.interrupt()
+
+    def interrupt(self) -> None:
+        """Send SIGINT to snakemake and to each of its descendants that has not received it yet.
+
+        A repeated stop signal therefore reaches only processes started since the last
+        one, so snakemake's own cleanup after the first SIGINT is not interrupted.
+        """
+        if self.process is None or self.process.returncode is not None:
+            return
+        # NOTE: without /proc (macOS) only snakemake receives SIGINT, so its local jobs
+        # run to their end before it exits.
+        for pid in [self.process.pid, *descendant_pids(self.process.pid)]:
+            key = (pid, process_start(pid))
+            if key in self._interrupted:
+                continue
+            self._interrupted.add(key)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGINT)
 
 
 def unlock_workdir(command: list[str], out: Path) -> None:
@@ -322,6 +468,83 @@ def read_workflow_error(out: Path) -> str:
         return ""
 
 
+def snakemake_log_since(out: Path, since: float) -> Path | None:
+    """Return the newest snakemake log file in ``OUT/.snakemake/log`` written at or after ``since``, or None."""
+    newest, newest_mtime = None, since
+    for path in (out / SNAKEMAKE_LOG_DIR).glob("*.snakemake.log"):
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue
+        if mtime >= newest_mtime:
+            newest, newest_mtime = path, mtime
+    return newest
+
+
+# Lines of snakemake's log that contain "failed" or "error" but never name a cause.
+_GENERIC_SNAKEMAKE_LINES = (
+    "At least one job did not complete successfully",
+    "Exiting because a job execution failed",
+    "For further error details see",
+    "Removing output files of failed job",
+    "Complete log(s):",
+)
+# The line before an exception message, such as "LockException:" or
+# 'RuntimeError in file "/x/common.smk", line 100:'.
+_EXCEPTION_HEADER = re.compile(r"\w*(?:Error|Exception)(?: in .*)?:")
+# Error lines of command-line tools and snakemake ("sbatch: error: ...", "sinfo: fatal: ...").
+_ERROR_WORDS = re.compile(r"\b(?:error|fatal):|\bfailed\b", re.IGNORECASE)
+
+
+def first_snakemake_error(path: Path) -> str:
+    """Return the line of a snakemake log that most likely names the cause of a failure, or ''.
+
+    The most specific line wins. First comes the ``message:`` line of the first "Error
+    in rule" block, which quotes sbatch's and sinfo's errors when a SLURM submission
+    failed. Next is the message of the first exception that snakemake printed, and last
+    the first other line with "error:", "fatal:" or "failed". Lines longer than
+    MAX_ERROR_LINE are cut.
+    """
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = [line.strip() for line in handle]
+    except OSError:
+        return ""
+    found: dict[int, str] = {}  # preference (0 best) -> first line of that kind
+    in_job_error = False
+    for index, line in enumerate(lines):
+        if not line or line.startswith("["):  # a timestamp starts the next block
+            in_job_error = False
+        if line.startswith("Error in rule "):
+            in_job_error = True
+        elif line.startswith(_GENERIC_SNAKEMAKE_LINES):
+            continue
+        elif in_job_error and line.startswith("message:"):
+            message = line.removeprefix("message:").strip()
+            if message and message != "None":
+                found.setdefault(0, message)
+        elif _EXCEPTION_HEADER.fullmatch(line):
+            message = _exception_message(lines, index + 1)
+            if message:
+                found.setdefault(1, message)
+        elif _ERROR_WORDS.search(line):
+            found.setdefault(2, line)
+    if not found:
+        return ""
+    # The line ends up between semicolons of a one-line message, so a final full stop goes.
+    line = found[min(found)].rstrip(".")
+    return line if len(line) <= MAX_ERROR_LINE else line[:MAX_ERROR_LINE - 3] + "..."
+
+
+def _exception_message(lines: list[str], start: int) -> str:
+    """Return the message that follows an exception header at ``lines[start - 1]``, or '' for a generic one."""
+    for line in lines[start:start + 5]:
+        if _EXCEPTION_HEADER.fullmatch(line) or line.startswith("File "):
+            continue  # a nested header ("RuleException:" then "RuntimeError in file ...:") or a traceback line
+        return "" if line.startswith(_GENERIC_SNAKEMAKE_LINES) else line
+    return ""
+
+
 def run_workflow(config: dict, *, cores: int | None = None, profile: str | None = None, extra: list[str] | None = None) -> RunResult:
     """Run the workflow for a validated config whose paths are absolute.
 
@@ -340,22 +563,49 @@ def run_workflow(config: dict, *, cores: int | None = None, profile: str | None 
     ------
     OutputError
         When the results folder is not writable or another run has locked it.
+    VlmMicroError
+        When the profile does not exist or has no config.yaml, checked before the
+        results folder is created.
+    StoppedBySignal
+        When SIGTERM or SIGHUP stopped the run. Snakemake and its jobs have stopped
+        and the run lock is released by then.
     """
     out = Path(config["out"])
+    workflow_profile = profile_path(profile)
     check_writable(out)
     started = time.time()
     with run_lock(out) as lock:
         config_file = write_run_config(config, out)
-        command = snakemake_command(config_file, out, cores, profile, extra or [])
+        command = snakemake_command(config_file, out, cores, workflow_profile, extra or [])
         # An error stored by an earlier run must not be reported as the cause of this one.
         workflow_error_path(out).unlink(missing_ok=True)
         if lock.stale_holder is not None:
             unlock_workdir(command, out)
         log.info("running: %s", " ".join(command))
-        process = _start(command, out)
-        lock.record_child(process.pid)
-        returncode = _wait(process)
+        with StopSignalForwarder() as stop:
+            process = _start(command, out)
+            stop.attach(process)
+            lock.record_child(process.pid)
+            returncode = _wait(process)
+        if returncode < 0:
+            # A signal sent to snakemake itself killed it before it removed its lock: SIGKILL,
+            # or the SIGHUP that a closing terminal sends to its whole foreground process group.
+            unlock_workdir(command, out)
+        if stop.signum is not None:
+            log.info("snakemake stopped after %s (exit status %d)", signal.Signals(stop.signum).name, returncode)
+            raise StoppedBySignal(stop.signum)
+    return _run_result(out, returncode, started)
+
+
+def _run_result(out: Path, returncode: int, started: float) -> RunResult:
+    """Collect the image counts and, for a failed run, the error lines that explain it."""
     n_images, n_failed = count_failed(out / "images.tsv")
-    job_error = first_job_error(out, started) if returncode else ""
-    workflow_error = read_workflow_error(out) if returncode else ""
-    return RunResult(returncode, n_images, n_failed, out / "index.html", job_error, workflow_error)
+    result = RunResult(returncode, n_images, n_failed, out / "index.html")
+    if returncode == 0:
+        return result
+    result.job_error = first_job_error(out, started)
+    result.workflow_error = read_workflow_error(out)
+    result.snakemake_log = snakemake_log_since(out, started)
+    if result.snakemake_log is not None and not (result.job_error or result.workflow_error):
+        result.snakemake_error = first_snakemake_error(result.snakemake_log)
+    return result
