@@ -229,7 +229,7 @@ def measure_summary(work: Path, run_out: Path, n_images: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dag-images", type=int, default=2000, help="images of the dry run (default 2000)")
+    parser.add_argument("--dag-images", type=int, default=2000, help="images of the dry run (default 2000; 0 skips it)")
     parser.add_argument("--run-images", type=int, default=50, help="images of the real run (default 50; 0 skips it)")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores of the real run (default 2)")
     parser.add_argument("--summary-images", type=int, default=2000,
@@ -248,7 +248,8 @@ def main() -> int:
             model_spec = args.model or default_model_spec(work)
         # The 1-minute load average before and after shows how much other work shared the machine.
         results = {"load_average_start": round(os.getloadavg()[0], 1)}
-        results.update(measure_dag(work, args.dag_images, model_spec))
+        if args.dag_images:
+            results.update(measure_dag(work, args.dag_images, model_spec))
         if args.run_images:
             results.update(measure_run(work, args.run_images, model_spec, args.cores))
             # The labelling jobs ran with workflow.threads threads, capped by --cores as Snakemake does.

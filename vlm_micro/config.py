@@ -193,6 +193,24 @@ def validate_against_schema(
 # --------------------------------------------------------------------------- config
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe YAML loader, except that a key given twice in one mapping is an error.
+
+    The safe loader keeps the last value of a repeated key, so a setting written twice
+    in a config file would silently lose its first value.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping; keep one", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
     """Read a YAML mapping with the safe loader; an empty file is an empty mapping."""
     path = Path(path)
@@ -200,10 +218,12 @@ def read_yaml(path: str | os.PathLike) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}; pass an existing file (see config/config.yaml)") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config file {path}: byte {exc.start} is not UTF-8 text; save the file as UTF-8") from exc
+    except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         first_line = " ".join(str(exc).split())
         raise ConfigError(f"{path}: invalid YAML: {first_line}; fix the syntax at the position given") from exc
@@ -308,7 +328,7 @@ def validate_config(
         check_model_spec(config["model"]["spec"], _value_origin("model.spec", source, override_sources))
         check_config_files(config, source, override_sources)
     if check_settings:
-        check_section_settings(config)
+        check_section_settings(config, source)
     return config
 
 
@@ -337,10 +357,11 @@ def check_config_files(config: dict, source: str = "config", override_sources: M
             raise ConfigError(f"{source}: labeling.normal_references entry not found: {reference}; fix the path or remove the entry")
 
 
-def check_section_settings(config: dict) -> None:
+def check_section_settings(config: dict, source: str = "config") -> None:
     """Build each part's settings object from its section, which validates the values.
 
-    A part whose package is not installed yet is skipped.
+    A part whose package is not installed yet is skipped. Errors start with ``source``,
+    the config file, like the schema's.
     """
     import importlib
 
@@ -354,7 +375,10 @@ def check_section_settings(config: dict) -> None:
         except (ImportError, AttributeError):
             log.debug("%s.%s is not available; section %r is checked by the schema only", module_name, class_name, section)
             continue
-        settings_class.from_dict(config[section])
+        try:
+            settings_class.from_dict(config[section])
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
 
 
 def _resolve_one(value: str | None, base_dir: Path) -> str | None:
@@ -573,7 +597,12 @@ def _read_sheet_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             lines = list(csv.reader(handle, delimiter="\t"))
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"cannot read sample sheet {path}: byte {exc.start} is not UTF-8 text; "
+            "save the sheet as UTF-8 text with tabs between the columns"
+        ) from exc
+    except OSError as exc:
         raise ConfigError(f"cannot read sample sheet {path}: {exc}") from exc
     numbered = [(number, row) for number, row in enumerate(lines, start=1) if any(cell.strip() for cell in row)]
     if not numbered:
@@ -654,6 +683,8 @@ def load_sample_sheet(path: str | os.PathLike) -> list[ImageEntry]:
         row = _parse_sheet_row(header, cells, where)
         image_path = Path(os.path.expanduser(row["path"]))
         image_path = (image_path if image_path.is_absolute() else path.parent / image_path).absolute()
+        if image_path.is_dir():
+            raise ConfigError(f"{where}: {image_path} is a folder; give one image file per row (list a folder's images with images: in the config)")
         if not image_path.is_file():
             raise ConfigError(f"{where}: image file not found: {image_path}; fix the path (relative paths start at the sheet's folder)")
         if image_path in seen_files:

@@ -88,7 +88,7 @@ CONFIG_CASES = [
     ("pdf not boolean", {"report": {"pdf": "maybe"}}, ("'report.pdf'", '"maybe"', "boolean")),
     ("shard size zero", {"workflow": {"shard_size": 0}}, ("'workflow.shard_size'", "0")),
     ("probability above 1", {"labeling": {"uncertain_probability": 1.5}}, ("'labeling.uncertain_probability'", "1.5")),
-    ("percentiles reversed", {"read": {"percentiles": [99, 1]}}, ("read.percentiles", "[99, 1]", "low < high")),
+    ("percentiles reversed", {"read": {"percentiles": [99, 1]}}, ("config.yaml: read.percentiles", "[99, 1]", "low < high")),
     ("unknown placement", {"tiling": {"placement": "hexagonal"}}, ("'tiling.placement'", '"hexagonal"', '"grid"')),
     ("unknown device", {"model": {"device": "tpu"}}, ("'model.device'", '"tpu"', "use auto, cpu, cuda, cuda:N")),
     ("unknown precision", {"model": {"precision": "fp8"}}, ("'model.precision'", '"fp8"', '"bf16"')),
@@ -115,6 +115,27 @@ def test_run_rejects_config(capsys, tmp_path, model_dir, image_folder, changes, 
 def test_run_rejects_invalid_yaml(capsys, tmp_path):
     status, stderr, out = run_cli(capsys, tmp_path, "model: {spec: [unclosed\n")
     assert_config_error(status, stderr, out, "invalid YAML", "line 1")
+
+
+def test_run_rejects_repeated_key(capsys, tmp_path):
+    status, stderr, out = run_cli(capsys, tmp_path, "images: a\nout: one\nout: two\n")
+    assert_config_error(status, stderr, out, "invalid YAML", "key 'out' appears twice", "line 3")
+
+
+def test_run_rejects_config_not_utf8(capsys, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_bytes("images: contrôle\n".encode("latin-1"))
+    out = tmp_path / "results"
+    status = main(["run", "--config", str(config), "--out", str(out)])
+    assert_config_error(status, capsys.readouterr().err, out, "not UTF-8 text", "save the file as UTF-8")
+
+
+def test_run_rejects_sheet_not_utf8(capsys, tmp_path, model_dir, image_folder):
+    sheet = tmp_path / "images.tsv"
+    sheet.write_bytes(f"path\tcondition\n{image_folder / 'a.tif'}\tcontrôle\n".encode("latin-1"))
+    config_text = yaml.safe_dump(base_config(model_dir, image_folder))
+    status, stderr, out = run_cli(capsys, tmp_path, config_text, "--sample-sheet", str(sheet))
+    assert_config_error(status, stderr, out, str(sheet), "not UTF-8 text", "tabs between the columns")
 
 
 def test_run_rejects_list_config(capsys, tmp_path):
@@ -173,6 +194,7 @@ def sheet_cases(image_folder: Path) -> list[tuple[str, str, tuple[str, ...]]]:
         ("extra cell", f"path\tcondition\n{a}\tx\textra\n", ("line 2", "3 columns", "header has 2")),
         ("duplicate column", f"path\tpath\n{a}\t{b}\n", ("'path' appears twice",)),
         ("header only", "path\timage_id\n", ("lists no images",)),
+        ("folder as image", f"path\n{image_folder}\n", ("line 2", "is a folder", "one image file per row")),
         ("empty sheet", "", ("sample sheet is empty",)),
     ]
 
