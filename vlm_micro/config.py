@@ -193,7 +193,7 @@ def validate_against_schema(
 # --------------------------------------------------------------------------- config
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeySafeLoader(yaml.SafeLoader):
     """The safe YAML loader, except that a key given twice in one mapping is an error.
 
     The safe loader keeps the last value of a repeated key, so a setting written twice
@@ -223,7 +223,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeySafeLoader)
     except yaml.YAMLError as exc:
         first_line = " ".join(str(exc).split())
         raise ConfigError(f"{path}: invalid YAML: {first_line}; fix the syntax at the position given") from exc

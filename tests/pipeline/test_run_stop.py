@@ -38,8 +38,10 @@ import subprocess, sys
 child = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdout.write('x'); sys.stdout.flush(); time.sleep(60)"],
                          stdout=subprocess.PIPE)
 child.stdout.read(1)
-print(child.pid, flush=True)
 try:
+    # Printed inside the try block, so that a SIGINT sent as soon as the pid is read
+    # cannot arrive before the handler is in place.
+    print(child.pid, flush=True)
     child.wait()
 except KeyboardInterrupt:
     child.wait()

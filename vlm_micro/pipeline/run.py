@@ -319,6 +319,11 @@ def snakemake_command(config_file: Path, out: Path, cores: int | None, profile: 
     if workflow_profile is not None:
         command += ["--workflow-profile", str(workflow_profile)]
     command += ["--cores", str(cores) if cores else "all"]
+    if not log.isEnabledFor(logging.INFO):
+        # Without -v, leave out the inputs, outputs and resources that snakemake prints for
+        # every job (a screen per shard); progress, errors and the log hint stay. Arguments
+        # after -- come later, so -- --quiet progress replaces this.
+        command += ["--quiet", "rules", "host"]
     return command + list(extra)
 
 
