@@ -174,7 +174,9 @@ run_demo() {
         model_args=(--model "$VLM_MICRO_MODEL")
     fi
     rm -rf "$out"
-    "$BIN/vlm-micro" run --config "$WORK/config.yaml" --out "$out" "${model_args[@]}" "$@"
+    # -v keeps snakemake's per-job lines ("rule label_shard:") in its log, which the
+    # comparison counts.
+    "$BIN/vlm-micro" -v run --config "$WORK/config.yaml" --out "$out" "${model_args[@]}" "$@"
 }
 
 trap stop_started EXIT
