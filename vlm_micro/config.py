@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from vlm_micro.errors import ConfigError
+from vlm_micro.yaml_files import UniqueKeySafeLoader
 
 log = logging.getLogger(__name__)
 
@@ -193,24 +194,6 @@ def validate_against_schema(
 # --------------------------------------------------------------------------- config
 
 
-class _UniqueKeySafeLoader(yaml.SafeLoader):
-    """The safe YAML loader, except that a key given twice in one mapping is an error.
-
-    The safe loader keeps the last value of a repeated key, so a setting written twice
-    in a config file would silently lose its first value.
-    """
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping; keep one", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def read_yaml(path: str | os.PathLike) -> dict:
     """Read a YAML mapping with the safe loader; an empty file is an empty mapping."""
     path = Path(path)
@@ -223,7 +206,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     try:
-        data = yaml.load(text, Loader=_UniqueKeySafeLoader)
+        data = yaml.load(text, Loader=UniqueKeySafeLoader)
     except yaml.YAMLError as exc:
         first_line = " ".join(str(exc).split())
         raise ConfigError(f"{path}: invalid YAML: {first_line}; fix the syntax at the position given") from exc

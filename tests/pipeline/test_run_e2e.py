@@ -158,3 +158,31 @@ def test_fixed_and_replaced_files_labelled_again(small_images, run_config, tmp_p
     replaced = read_status(out, good[1].name.split(".")[0])
     assert replaced["source"] == {"size": good[1].stat().st_size, "mtime_ns": good[1].stat().st_mtime_ns}
     assert read_status(out, "broken")["source"]["size"] == good[0].stat().st_size
+
+
+def test_rerun_after_summarize_finishes_and_rewrites_summary(small_images, run_config, tmp_path):
+    from vlm_micro.cli import main
+
+    out = tmp_path / "results"
+    process = vlm_micro_run(small_images, out, run_config)
+    _, stderr = process.communicate(timeout=900)
+    assert process.returncode == 3, stderr[-3000:]
+    all_ids = sorted(read_images_tsv(out)["image_id"])
+    # An unfinished run: one shard lost its manifest and its image, then the user summarised what was there.
+    manifest = sorted((out / "shards").glob("*.manifest.json"))[0]
+    undone = json.loads(manifest.read_text(encoding="utf-8"))["images"][0]["image_id"]
+    manifest.unlink()
+    (out / "status" / f"{undone}.json").unlink()
+    assert main(["summarize", "--results", str(out)]) == 0
+    process = vlm_micro_run(small_images, out, run_config)
+    _, stderr = process.communicate(timeout=900)
+    assert process.returncode == 3, stderr[-3000:]
+    assert manifest.is_file()
+    assert sorted(read_images_tsv(out)["image_id"]) == all_ids
+    # A summary of part of the run is replaced by the run's own.
+    assert main(["summarize", "--results", str(out), "--image-id", all_ids[0]]) == 0
+    process = vlm_micro_run(small_images, out, run_config)
+    _, stderr = process.communicate(timeout=900)
+    assert process.returncode == 3, stderr[-3000:]
+    assert "lists other images than this run" in stderr
+    assert sorted(read_images_tsv(out)["image_id"]) == all_ids

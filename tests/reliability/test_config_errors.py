@@ -138,6 +138,24 @@ def test_run_rejects_sheet_not_utf8(capsys, tmp_path, model_dir, image_folder):
     assert_config_error(status, stderr, out, str(sheet), "not UTF-8 text", "tabs between the columns")
 
 
+def test_run_rejects_labels_not_utf8(capsys, tmp_path, model_dir, image_folder):
+    labels = tmp_path / "labels.yaml"
+    labels.write_bytes(LABELS.read_bytes() + "# café\n".encode("latin-1"))
+    config_text = yaml.safe_dump(base_config(model_dir, image_folder, labels=str(labels)))
+    status, stderr, out = run_cli(capsys, tmp_path, config_text)
+    assert_config_error(status, stderr, out, str(labels), "not UTF-8 text", "save the file as UTF-8")
+
+
+def test_run_rejects_labels_repeated_key(capsys, tmp_path, model_dir, image_folder):
+    labels = tmp_path / "labels.yaml"
+    text = LABELS.read_text(encoding="utf-8")
+    first_color = text.index("color:")
+    labels.write_text(text[:first_color] + 'color: "#000000"\n    ' + text[first_color:], encoding="utf-8")
+    config_text = yaml.safe_dump(base_config(model_dir, image_folder, labels=str(labels)))
+    status, stderr, out = run_cli(capsys, tmp_path, config_text)
+    assert_config_error(status, stderr, out, str(labels), "key 'color' appears twice")
+
+
 def test_run_rejects_list_config(capsys, tmp_path):
     status, stderr, out = run_cli(capsys, tmp_path, "- images\n- out\n")
     assert_config_error(status, stderr, out, "expected a mapping", "list")

@@ -135,3 +135,13 @@ def test_report_command_imports_no_torch(tmp_path):
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split()[-2:] == ["0", "False"]
+
+
+def test_summarize_repeated_image_id_listed_once(tmp_path, capsys):
+    out = tmp_path / "results"
+    fabricate.write_image(out, "a")
+    assert main(["summarize", "--results", str(out), "--image-id", "a", "a"]) == 0
+    images = pd.read_csv(out / "images.tsv", sep="\t")
+    tiles = pd.read_parquet(out / "tables" / "tiles.parquet")
+    assert images["image_id"].tolist() == ["a"]
+    assert len(tiles) == len(pd.read_parquet(out / "tables" / "tiles" / "a.parquet"))

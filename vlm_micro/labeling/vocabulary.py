@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from vlm_micro.errors import ConfigError
+from vlm_micro.yaml_files import UniqueKeySafeLoader
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _COLOR_PATTERN = re.compile(r"^#[0-9A-Fa-f]{6}$")
@@ -110,10 +111,12 @@ def load_vocabulary(path: str | Path) -> Vocabulary:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"labels file not found: {path}; pass an existing labels.yaml (see config/labels.yaml)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read labels file {path}: byte {exc.start} is not UTF-8 text; save the file as UTF-8") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read labels file {path}: {exc.strerror}") from exc
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=UniqueKeySafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from exc
     return parse_vocabulary(raw, source=str(path))

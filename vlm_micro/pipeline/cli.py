@@ -137,9 +137,10 @@ def _run_and_report(config: dict, args) -> int:
     from vlm_micro.config import list_images
     from vlm_micro.pipeline.run import run_workflow
 
-    n_images = len(list_images(config))
-    log.info("%d image(s) to label into %s", n_images, config["out"])
-    result = run_workflow(config, cores=args.cores, profile=args.profile, extra=args.snakemake_args)
+    image_ids = [entry.image_id for entry in list_images(config)]
+    log.info("%d image(s) to label into %s", len(image_ids), config["out"])
+    result = run_workflow(config, cores=args.cores, profile=args.profile, extra=args.snakemake_args,
+                          image_ids=image_ids)
     out = Path(config["out"])
     if result.returncode != 0:
         _raise_workflow_failure(result, out)

@@ -335,6 +335,18 @@ def write_run_config(config: dict, out: Path) -> Path:
     return path
 
 
+def summary_lists_other_images(images_tsv: Path, image_ids: list[str]) -> bool:
+    """Return True when an existing images.tsv does not list exactly ``image_ids``, in any order."""
+    if not images_tsv.is_file():
+        return False
+    try:
+        with open(images_tsv, newline="", encoding="utf-8") as handle:
+            listed = [row.get("image_id") for row in csv.DictReader(handle, delimiter="\t")]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return True
+    return sorted(listed) != sorted(image_ids)
+
+
 def count_failed(images_tsv: Path) -> tuple[int, int]:
     """Return (rows, rows with status failed) of an images.tsv; (0, 0) when it is missing."""
     if not images_tsv.is_file():
@@ -550,7 +562,8 @@ def _exception_message(lines: list[str], start: int) -> str:
     return ""
 
 
-def run_workflow(config: dict, *, cores: int | None = None, profile: str | None = None, extra: list[str] | None = None) -> RunResult:
+def run_workflow(config: dict, *, cores: int | None = None, profile: str | None = None, extra: list[str] | None = None,
+                 image_ids: list[str] | None = None) -> RunResult:
     """Run the workflow for a validated config whose paths are absolute.
 
     Parameters
@@ -563,6 +576,10 @@ def run_workflow(config: dict, *, cores: int | None = None, profile: str | None 
         Workflow profile name (``default``, ``slurm``) or folder.
     extra : list of str, optional
         Further snakemake arguments, passed unchanged.
+    image_ids : list of str, optional
+        The image ids of the run. When the results folder's images.tsv lists other
+        images (written by ``vlm-micro summarize`` for part of a run, say), the summary
+        is written again.
 
     Raises
     ------
@@ -581,6 +598,11 @@ def run_workflow(config: dict, *, cores: int | None = None, profile: str | None 
     started = time.time()
     with run_lock(out) as lock:
         config_file = write_run_config(config, out)
+        if image_ids is not None and summary_lists_other_images(out / "images.tsv", image_ids):
+            # Snakemake judges the run tables by their age only, so tables that `vlm-micro
+            # summarize` wrote for other images would count as up to date.
+            log.warning("%s lists other images than this run; the run summary is written again", out / "images.tsv")
+            extra = ["--forcerun", "summary", *(extra or [])]
         command = snakemake_command(config_file, out, cores, workflow_profile, extra or [])
         # An error stored by an earlier run must not be reported as the cause of this one.
         workflow_error_path(out).unlink(missing_ok=True)

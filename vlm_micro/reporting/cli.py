@@ -81,7 +81,8 @@ def run_summarize(args: argparse.Namespace) -> int:
     from vlm_micro.reporting import read_image_list, write_run_summary
 
     config = load_report_config(args.config, args.results)
-    image_ids = args.image_ids
+    # An id given twice would give two rows in images.tsv and its tiles twice in tiles.parquet.
+    image_ids = list(dict.fromkeys(args.image_ids)) if args.image_ids else args.image_ids
     if args.image_lists:
         image_ids = list(dict.fromkeys(image_id for path in args.image_lists for image_id in read_image_list(path)))
     paths = write_run_summary(args.results, config, image_ids)

@@ -43,9 +43,16 @@ def out(path):
 
 
 def get_final_outputs():
-    """Return the run-level outputs that the default target asks for."""
+    """Return the run-level outputs and every shard manifest, which the default target asks for.
+
+    The manifests are targets of their own, not only inputs of the summary. Snakemake
+    rebuilds a missing intermediate file only when a target is older than its sources,
+    so after `vlm-micro summarize` had written the run tables of an unfinished run, a
+    rerun found the targets up to date and left the unlabelled shards undone.
+    """
     names = ("images.tsv", "conditions.tsv", "tables/tiles.parquet", "index.html")
-    return [out(name) for name in names]
+    manifests = [out(f"shards/{shard}.manifest.json") for shard in SHARDS]
+    return [out(name) for name in names] + manifests
 
 
 def get_shard_entries(wildcards):
