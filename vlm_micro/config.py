@@ -303,6 +303,11 @@ def validate_config(
         config = {**config, "labels": str(DEFAULT_LABELS)}
     unset_outputs = [entry for entry in OUTPUT_PATH_DEFAULTS if not _has_key(config, f"{entry[0]}.{entry[1]}")]
     config = validate_against_schema(config, "config", source, override_sources)
+    if "{" in str(config["out"]) or "}" in str(config["out"]):
+        raise ConfigError(
+            f"{_value_origin('out', source, override_sources)}: results folder {config['out']!r} contains '{{' or '}}', "
+            "which Snakemake reads as a wildcard; choose a folder name without braces"
+        )
     for section, key, below_out in unset_outputs:
         config[section][key] = os.path.join(config["out"], below_out)
     if check_files:
@@ -560,6 +565,14 @@ def list_images(config: dict) -> list[ImageEntry]:
         return load_sample_sheet(config["sample_sheet"])
     specs = config["images"] if isinstance(config["images"], list) else [config["images"]]
     paths = sorted({path for spec in specs for path in expand_images(spec)})
+    # A recursive pattern over a folder that holds the results folder would also match
+    # the run's own label maps and thumbnails.
+    results = Path(config["out"]).resolve() if config.get("out") else None
+    if results is not None:
+        outputs = [path for path in paths if Path(path).resolve().is_relative_to(results)]
+        if outputs:
+            log.warning("leaving out %d file(s) inside the results folder %s, such as %s", len(outputs), results, outputs[0])
+            paths = [path for path in paths if path not in outputs]
     return [ImageEntry(image_id, str(path)) for image_id, path in zip(derive_image_ids(paths), paths)]
 
 

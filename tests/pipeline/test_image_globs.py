@@ -55,3 +55,10 @@ def test_glob_below_missing_folder_names_pattern(tmp_path):
     with pytest.raises(ConfigError, match="no image files found") as info:
         expand_images(pattern)
     assert pattern in str(info.value)
+
+
+def test_recursive_glob_leaves_out_results_folder(tmp_path):
+    images = touch(tmp_path, "a.tif", "plate/b.tif", "results/exports/a_labels.ome.tif")
+    config = {"images": str(tmp_path / "**" / "*.tif"), "sample_sheet": None, "out": str(tmp_path / "results")}
+    listed = [Path(entry.path) for entry in list_images(config)]
+    assert listed == images[:2]

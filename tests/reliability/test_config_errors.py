@@ -102,6 +102,7 @@ CONFIG_CASES = [
      ("labeling.normal_references", "/nonexistent/ref.tif")),
     ("images folder missing", {"images": "/nonexistent/images"}, ("images", "/nonexistent/images")),
     ("glob matches nothing", {"images": "/nonexistent/*.tif"}, ("no image files found", "/nonexistent/*.tif")),
+    ("braces in out", {"out": "/tmp/results_{x}"}, ("results folder '/tmp/results_{x}'", "wildcard", "without braces")),
 ]
 
 

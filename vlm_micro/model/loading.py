@@ -298,8 +298,10 @@ def _call_open_clip(spec: str, build):
             f"weights of {spec!r} contain objects other than tensors, which torch.load(weights_only=True) rejects; "
             f"convert them to .safetensors or save only the state dict"
         ) from exc
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AssertionError, SafetensorError) as exc:
         # A KeyError's text is only the missing key (such as "101"), so the type is named too.
+        # open_clip asserts while it fits position embeddings of weights from another
+        # architecture ("text pos_embed width changed!").
         detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "no message"
         raise ModelLoadError(
             f"cannot build model {spec!r} ({type(exc).__name__}: {detail}); the weights are damaged or belong to "
