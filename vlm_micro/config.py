@@ -567,9 +567,11 @@ def list_images(config: dict) -> list[ImageEntry]:
     paths = sorted({path for spec in specs for path in expand_images(spec)})
     # A recursive pattern over a folder that holds the results folder would also match
     # the run's own label maps and thumbnails.
-    results = Path(config["out"]).resolve() if config.get("out") else None
+    # Absolute paths without resolving links: an image may be a broken link or a link
+    # loop, which its own row reports.
+    results = os.path.abspath(config["out"]) if config.get("out") else None
     if results is not None:
-        outputs = [path for path in paths if Path(path).resolve().is_relative_to(results)]
+        outputs = [path for path in paths if os.path.commonpath([os.path.abspath(path), results]) == results]
         if outputs:
             log.warning("leaving out %d file(s) inside the results folder %s, such as %s", len(outputs), results, outputs[0])
             paths = [path for path in paths if path not in outputs]

@@ -44,6 +44,7 @@ def config_file(tmp_path, labels_file, tiny_model_dir) -> Path:
         ("hf-hub:just-a-name", "use hf-hub:ORG/NAME"),
         ("hf-hub:org/", "use hf-hub:ORG/NAME"),
         ("@weights.pt", "has no architecture before '@'"),
+        ("ViT-B-32@", "has no checkpoint file after '@'"),
     ],
 )
 def test_spec_form_rejected(spec, phrase):

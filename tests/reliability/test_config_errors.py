@@ -237,6 +237,12 @@ def test_run_rejects_missing_model_option(capsys, tmp_path, model_dir, image_fol
     assert_config_error(status, stderr, out, "model folder not found", "/nonexistent/model")
 
 
+def test_run_rejects_empty_model_option(capsys, tmp_path, model_dir, image_folder):
+    config_text = yaml.safe_dump(base_config(model_dir, image_folder))
+    status, stderr, out = run_cli(capsys, tmp_path, config_text, "--model", "")
+    assert_config_error(status, stderr, out, "--model", "'model.spec'", "non-empty")
+
+
 def test_run_rejects_folder_without_model(capsys, tmp_path, image_folder):
     not_a_model = tmp_path / "models"
     not_a_model.mkdir()

@@ -99,6 +99,8 @@ def _check_checkpoint_spec(value: str, spec: str, origin: str) -> None:
             f"{origin}: architecture {arch!r} in {spec!r} is not an open_clip model config; use a name from "
             f"open_clip.list_models() such as ViT-B-32, or save the model as a folder and use local-dir:PATH"
         )
+    if not path_text.strip():
+        raise ConfigError(f"{origin}: model spec {spec!r} has no checkpoint file after '@'; use ARCH@FILE such as ViT-B-32@weights.pt")
     checkpoint = Path(path_text).expanduser()
     if checkpoint.is_dir():
         raise ConfigError(

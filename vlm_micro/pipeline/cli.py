@@ -104,7 +104,7 @@ def _overrides(args) -> dict:
         overrides["sample_sheet"] = args.sample_sheet
     if args.out:
         overrides["out"] = args.out
-    if args.model:
+    if args.model is not None:  # an empty --model is an error, not the default model
         overrides["model"] = {"spec": args.model}
     return overrides
 
@@ -126,7 +126,7 @@ def handle_demo(args) -> int:
     sheet = write_demo_data(Path(args.data))
     print(f"demo images and sample sheet written to {Path(args.data) / 'images'} and {sheet}", file=sys.stderr)
     overrides = {"sample_sheet": str(sheet.resolve()), "out": str(Path(args.out).resolve())}
-    if args.model:
+    if args.model is not None:  # an empty --model is an error, not the default model
         overrides["model"] = {"spec": args.model}
     config = load_config(None, overrides, base_dir=REPO_ROOT, override_sources={"out": "--out", "model.spec": "--model"})
     return _run_and_report(config, args)
