@@ -96,6 +96,16 @@ def test_blank_image_plan_warns(rng):
     assert any("no tile reaches" in warning for warning in plan.qc["warnings"])
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (5, 2048)])
+def test_image_smaller_than_tile_warns_size(shape):
+    rgb = np.full((*shape, 3), 200, dtype=np.uint8)  # all foreground for fluorescence
+    view = ArrayView.from_rgb(rgb, pixel_size_um=0.5, modality="fluorescence")
+    plan = plan_tiles(view, TileSettings(min_foreground=0.1), 0.5, 64)
+    assert len(plan.tiles) == 0
+    assert len(plan.qc["warnings"]) == 1
+    assert plan.qc["warnings"][0].startswith(f"the image ({shape[1]} x {shape[0]} px) is too small for tiles of 64 px")
+
+
 def test_box_fractions_exact_and_outside():
     mask = np.zeros((10, 10), dtype=bool)
     mask[:5] = True

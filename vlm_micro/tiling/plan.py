@@ -113,6 +113,17 @@ def plan_tiles(view, settings, target_pixel_size_um: float | None, tile_size_px:
             accumulator.add(positions, batch)
     _set_qc_columns(tiles, accumulator.focus, accumulator.saturated_fraction, settings)
     qc = summarize_qc(tiles, n_skipped, float(mask.mean()) if mask.size else 0.0, settings)
+    rows, cols = view.shape
+    side = scale.region_px
+    largest_fraction = min(rows, side) * min(cols, side) / side**2  # of a tile that covers the most image
+    if len(tiles) == 0 and settings.placement == "grid" and largest_fraction < settings.min_foreground:
+        # The tile, padded beyond the image, cannot reach min_foreground whatever the
+        # image shows, so lowering the threshold is not the advice to give.
+        qc["warnings"] = [
+            f"the image ({cols} x {rows} px) is too small for tiles of {scale.region_px} px at its scale: a padded "
+            f"tile cannot reach the minimum foreground fraction {settings.min_foreground:g}; check the pixel size "
+            "or label larger images"
+        ]
     qc.update(_scale_summary(view, scale, target_pixel_size_um, settings.placement))
     qc["warnings"].extend(_scale_warnings(view, scale, target_pixel_size_um))
     if cells is not None:
