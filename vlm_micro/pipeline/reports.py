@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import signal
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -41,7 +42,14 @@ def report_config(report: dict, settings: dict) -> dict:
 
 
 def _configure_worker_logging(level: int) -> None:
-    """Send the worker's log records to stderr at the level of the parent's vlm_micro logger."""
+    """Send the worker's log records to stderr at the level of the parent's vlm_micro logger.
+
+    The worker also ignores SIGINT. Ctrl-C reaches every process of the terminal's
+    process group, and the labelling process, which stops the pool, is the one to
+    handle it; a worker interrupted in the middle of a report only added a traceback
+    and a broken pool to the job log.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
