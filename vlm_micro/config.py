@@ -311,10 +311,19 @@ def validate_config(
     for section, key, below_out in unset_outputs:
         config[section][key] = os.path.join(config["out"], below_out)
     if check_files:
-        from vlm_micro.model.spec_checks import check_model_spec
+        from vlm_micro.model.spec_checks import check_model_spec, folder_tile_size
 
         check_model_spec(config["model"]["spec"], _value_origin("model.spec", source, override_sources))
         check_config_files(config, source, override_sources)
+        # Checked here so that a run stops before it starts, not at every image. The tile
+        # size of a hub model or ARCH@FILE spec is known only once the model is loaded.
+        tile = config["model"].get("tile_size_px") or folder_tile_size(config["model"]["spec"])
+        overlap = config["tiling"]["overlap_px"]
+        if tile and overlap >= tile:
+            raise ConfigError(
+                f"{source}: tiling.overlap_px: {overlap} must be smaller than the tile size {tile} px of model "
+                f"{config['model']['spec']!r}; lower it"
+            )
     if check_settings:
         check_section_settings(config, source)
     return config

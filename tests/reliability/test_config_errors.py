@@ -102,6 +102,8 @@ CONFIG_CASES = [
      ("labeling.normal_references", "/nonexistent/ref.tif")),
     ("images folder missing", {"images": "/nonexistent/images"}, ("images", "/nonexistent/images")),
     ("glob matches nothing", {"images": "/nonexistent/*.tif"}, ("no image files found", "/nonexistent/*.tif")),
+    ("overlap not below tile size", {"tiling": {"overlap_px": 10000}},
+     ("tiling.overlap_px: 10000 must be smaller than the tile size", "lower it")),
     ("braces in out", {"out": "/tmp/results_{x}"}, ("results folder '/tmp/results_{x}'", "wildcard", "without braces")),
 ]
 

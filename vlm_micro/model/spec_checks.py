@@ -8,6 +8,7 @@ itself is loaded by :func:`vlm_micro.model.loading.load_model` in the job.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from vlm_micro.errors import ConfigError, ModelLoadError
@@ -15,6 +16,7 @@ from vlm_micro.model.hub import validate_repo_id
 from vlm_micro.model.loading import (
     BUILTIN_DIR,
     CONFIG_FILE,
+    META_FILE,
     FOLDER_WEIGHTS_FILES,
     bundled_architectures,
     check_checkpoint_file,
@@ -112,3 +114,27 @@ def _check_checkpoint_spec(value: str, spec: str, origin: str) -> None:
         check_checkpoint_file(checkpoint)
     except ModelLoadError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
+
+
+def folder_tile_size(spec: str) -> int | None:
+    """Return the tile side in pixels of a builtin or local-dir model without loading it, or None.
+
+    It is the ``tile_size_px`` of the folder's vlm_micro.json, else the image size of
+    its open_clip_config.json. Other specs, and folders without either, give None.
+    """
+    try:
+        kind, value = resolve_spec(spec)
+    except ModelLoadError:
+        return None
+    if kind not in ("builtin", "local-dir"):
+        return None
+    folder = BUILTIN_DIR / value if kind == "builtin" else Path(value).expanduser()
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8")) if (folder / META_FILE).is_file() else {}
+        size = meta.get("tile_size_px")
+        if not size:
+            model_cfg = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")).get("model_cfg") or {}
+            size = (model_cfg.get("vision_cfg") or {}).get("image_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(size) if isinstance(size, (int, float)) and not isinstance(size, bool) and size > 0 else None
