@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from vlm_micro.errors import ConfigError
-from vlm_micro.yaml_files import UniqueKeySafeLoader
+from vlm_micro.yaml_files import UniqueKeySafeLoader, yaml_error_text
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
     try:
         data = yaml.load(text, Loader=UniqueKeySafeLoader)
     except yaml.YAMLError as exc:
-        first_line = " ".join(str(exc).split())
-        raise ConfigError(f"{path}: invalid YAML: {first_line}; fix the syntax at the position given") from exc
+        raise ConfigError(f"{path}: invalid YAML: {yaml_error_text(exc)}; fix the syntax at the position given") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from vlm_micro.errors import ConfigError
-from vlm_micro.yaml_files import UniqueKeySafeLoader
+from vlm_micro.yaml_files import UniqueKeySafeLoader, yaml_error_text
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _COLOR_PATTERN = re.compile(r"^#[0-9A-Fa-f]{6}$")
@@ -118,7 +118,7 @@ def load_vocabulary(path: str | Path) -> Vocabulary:
     try:
         raw = yaml.load(text, Loader=UniqueKeySafeLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from exc
+        raise ConfigError(f"{path}: invalid YAML: {yaml_error_text(exc)}") from exc
     return parse_vocabulary(raw, source=str(path))
 
 
