@@ -1,9 +1,8 @@
-"""Figure helpers of the reports: PNG encoding, data URIs and gallery tiles.
+"""Figure helpers of the reports: data URIs and gallery tiles.
 
-Matplotlib figures (those of the run index) are built with
-:class:`matplotlib.figure.Figure` directly, never with pyplot, so no global state or GUI
-backend is involved. The figures of a per-image report are composed from pixels by
-:mod:`vlm_micro.reporting.maps` and :mod:`vlm_micro.reporting.charts` instead.
+The figures themselves are composed from pixels: those of a per-image report by
+:mod:`vlm_micro.reporting.maps` and :mod:`vlm_micro.reporting.charts`, those of the
+run index by :mod:`vlm_micro.reporting.run_figures`.
 """
 
 from __future__ import annotations
@@ -12,14 +11,6 @@ import base64
 import io
 
 import numpy as np
-from matplotlib.figure import Figure
-
-
-def figure_png(fig: Figure, dpi: int = 110) -> bytes:
-    """Render a figure to PNG bytes."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
-    return buffer.getvalue()
 
 
 def data_uri(png: bytes) -> str:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from vlm_micro import __version__
 from vlm_micro.reporting import figures, run_figures
+from vlm_micro.reporting.panels import encode_png
 from vlm_micro.reporting.html_common import (
     data_table, esc, fmt_number, fmt_percent, href, img_tag, page, readable_time, swatch, template_text,
 )
@@ -146,22 +147,22 @@ def _top_class(row: pd.Series, classes: list[str], colors: dict[str, str]):
     return (f"{swatch(colors.get(name, '#808080'))}{esc(name)} ({fmt_percent(fractions[name], 0)})", name)
 
 
-def _figure_html(fig, alt: str, caption: str) -> str:
-    if fig is None:
+def _figure_html(rgb, alt: str, caption: str) -> str:
+    if rgb is None:
         return ""
-    uri = figures.data_uri(figures.figure_png(fig, dpi=100))
+    uri = figures.data_uri(encode_png(rgb))
     return f"<figure>{img_tag(uri, alt)}<figcaption>{esc(caption)}</figcaption></figure>"
 
 
 def _composition_plot(images: pd.DataFrame, classes: list[str], colors: dict[str, str]) -> str:
-    fig = run_figures.composition_per_image(images, classes, colors)
-    if fig is None:
+    rgb = run_figures.composition_per_image(images, classes, colors)
+    if rgb is None:
         return ""
     n_plotted = min(run_figures.MAX_IMAGES_PLOTTED, int((images["status"] == "ok").sum()))
     caption = "One bar per processed image. The share of uncertain predictions is given at the right."
     if n_plotted == run_figures.MAX_IMAGES_PLOTTED:
         caption += f" Only the first {n_plotted} images are plotted. images.tsv lists all of them."
-    figure = _figure_html(fig, "Stacked bars of cell-type shares per image", caption)
+    figure = _figure_html(rgb, "Stacked bars of cell-type shares per image", caption)
     return f'<h2>Composition per image</h2>\n<div class="stack">{figure}</div>'
 
 

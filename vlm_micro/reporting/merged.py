@@ -136,10 +136,11 @@ def _column_entries(schemas: list[pa.Schema]) -> dict[str, tuple[dict | None, se
 def conform(table: pa.Table, image_id: str, schema: pa.Schema) -> pa.Table:
     """Return ``table`` with the columns and types of ``schema``; ``image_id`` is set, missing columns are null."""
     columns = []
+    present = set(table.column_names)  # column_names builds a new list on every access
     for column in schema:
         if column.name == "image_id":
             columns.append(pa.array([image_id] * table.num_rows, type=column.type))
-        elif column.name in table.column_names:
+        elif column.name in present:
             values = table[column.name]
             columns.append(values if values.type == column.type else values.cast(column.type))
         else:
