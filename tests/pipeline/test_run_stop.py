@@ -23,6 +23,7 @@ from vlm_micro.pipeline.run import (
     StopSignalForwarder,
     StoppedBySignal,
     _process_alive,
+    _start,
     descendant_pids,
     process_start,
 )
@@ -104,6 +105,20 @@ def test_forwarder_outside_main_thread_sets_no_handler():
     thread.start()
     thread.join()
     assert seen == [before]
+
+
+def test_snakemake_gets_sigint_when_ignored(tmp_path, capfd):
+    # A background job of a shell script starts with SIGINT ignored. Snakemake must not
+    # inherit that, or the SIGINT that SIGTERM and SIGHUP turn into would do nothing.
+    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child = _start(probe, tmp_path)
+        child.wait(timeout=30)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert capfd.readouterr().out.strip() == "False"
 
 
 def test_stopped_by_signal_exit_status(monkeypatch, capsys):

@@ -357,10 +357,24 @@ def count_failed(images_tsv: Path) -> tuple[int, int]:
 
 
 def _start(command: list[str], out: Path) -> subprocess.Popen:
+    """Start snakemake with SIGINT at its default action, even where this process ignores it.
+
+    A shell script that starts a command in the background (``vlm-micro run ... &``)
+    makes it ignore SIGINT, and an ignored signal stays ignored across exec. Snakemake
+    and its jobs would then ignore the SIGINT by which SIGTERM and SIGHUP stop them.
+    A handled signal is reset to its default action by exec, so a handler set for the
+    moment of the start gives snakemake the default.
+    """
+    ignored = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return subprocess.Popen(command, cwd=out)
     except OSError as exc:
         raise VlmMicroError(f"cannot start snakemake with {sys.executable}: {exc.strerror}") from exc
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _wait(process: subprocess.Popen) -> int:
