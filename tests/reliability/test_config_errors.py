@@ -159,6 +159,14 @@ def test_run_rejects_labels_repeated_key(capsys, tmp_path, model_dir, image_fold
     assert_config_error(status, stderr, out, str(labels), "key 'color' appears twice")
 
 
+def test_run_rejects_empty_labels(capsys, tmp_path, model_dir, image_folder):
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("# nothing yet\n", encoding="utf-8")
+    config_text = yaml.safe_dump(base_config(model_dir, image_folder, labels=str(labels)))
+    status, stderr, out = run_cli(capsys, tmp_path, config_text)
+    assert_config_error(status, stderr, out, str(labels), "labels file is empty", "config/labels.yaml")
+
+
 def test_run_rejects_list_config(capsys, tmp_path):
     status, stderr, out = run_cli(capsys, tmp_path, "- images\n- out\n")
     assert_config_error(status, stderr, out, "expected a mapping", "list")

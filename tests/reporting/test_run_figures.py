@@ -1,4 +1,4 @@
-"""The figures of the run index, checked on their pixels."""
+"""The figures of the run index, checked on their pixels, and its failure note."""
 
 from __future__ import annotations
 
@@ -116,5 +116,24 @@ def test_anomaly_figure_without_usable_conditions_draws_nothing():
 def test_condition_labels_keep_n():
     conditions = pd.DataFrame({"condition": ["c" * 80, "control"], "n": [3, 12]})
     long_label, short_label = run_figures.condition_labels(conditions)
-    assert long_label == "c" * (run_figures.MAX_LABEL_CHARS - 1) + "… (n = 3)"
+    assert long_label == "c" * 20 + "…" + "c" * 19 + " (n = 3)"
     assert short_label == "control (n = 12)"
+
+
+def test_short_labels_keep_both_ends():
+    first = run_figures._short("experiment_2024_11_plate_01_treated_replicate_field_0001")
+    second = run_figures._short("experiment_2024_11_plate_01_treated_replicate_field_0002")
+    assert len(first) == run_figures.MAX_LABEL_CHARS
+    assert first.startswith("experiment_2024")
+    assert first.endswith("field_0001")
+    assert first != second
+
+
+def test_index_failure_note_when_all_failed():
+    from vlm_micro.reporting.index_page import _failures
+
+    failed = pd.DataFrame({"image_id": ["a", "b"], "status": ["failed", "failed"], "error": ["bad", None]})
+    some = pd.DataFrame({"image_id": ["a", "b"], "status": ["failed", "ok"], "error": ["bad", None]})
+    assert "no image was labelled" in _failures(failed)
+    assert "other images are complete" not in _failures(failed)
+    assert "the other images are complete" in _failures(some)

@@ -124,8 +124,12 @@ def load_vocabulary(path: str | Path) -> Vocabulary:
 
 def parse_vocabulary(raw: object, source: str = "<memory>") -> Vocabulary:
     """Validate a vocabulary mapping as read from YAML; see :func:`load_vocabulary`."""
+    if raw is None:
+        raise ConfigError(f"{source}: the labels file is empty; start from config/labels.yaml, which lists "
+                          "cell_types, templates and anomaly")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping with cell_types, templates and anomaly, got {type(raw).__name__}")
+        raise ConfigError(f"{source}: expected a mapping with cell_types, templates and anomaly, got "
+                          f"{type(raw).__name__}; start from config/labels.yaml")
     unknown = set(raw) - {"cell_types", "templates", "anomaly"}
     if unknown:
         raise ConfigError(f"{source}: unknown key {sorted(unknown)[0]!r}; allowed keys are cell_types, templates, anomaly")

@@ -9,10 +9,10 @@ import pandas as pd
 
 from vlm_micro import __version__
 from vlm_micro.reporting import figures, run_figures
-from vlm_micro.reporting.panels import encode_png
 from vlm_micro.reporting.html_common import (
     data_table, esc, fmt_number, fmt_percent, href, img_tag, page, readable_time, swatch, template_text,
 )
+from vlm_micro.reporting.panels import encode_png
 from vlm_micro.reporting.results import DEMO_MODEL_NAME
 from vlm_micro.reporting.summary import ALL_IMAGES, LEADING_COLUMNS, NO_CONDITION, condition_column
 
@@ -68,9 +68,12 @@ def _failures(images: pd.DataFrame) -> str:
     items = "".join(
         f'<li><a href="{href("reports", str(row.image_id) + ".html")}"><code>{esc(row.image_id)}</code></a>: '
         f"{esc(row.error or 'no error message')}</li>" for row in failed.itertuples())
+    if len(failed) == len(images):
+        rest = "no image was labelled. The reasons below say what to fix before running again."
+    else:
+        rest = f"{'were' if len(failed) != 1 else 'was'} not labelled; the other images are complete."
     return (f'<div class="error"><strong>{len(failed):,} image{"s" if len(failed) != 1 else ""} failed</strong> '
-            f"and {'were' if len(failed) != 1 else 'was'} not labelled; the other images are complete."
-            f"<ul>{items}</ul></div>")
+            f"and {rest}<ul>{items}</ul></div>")
 
 
 def metadata_columns(images: pd.DataFrame) -> list[str]:

@@ -33,7 +33,7 @@ LEGEND_PT = 7.5
 IMAGE_ROW_IN = 0.25  # height of one image's bar
 CONDITION_ROW_IN = 0.35  # height of one condition's bar
 BAR_FRACTION = 0.8  # bar height over row height
-MAX_LABEL_CHARS = 40  # longer image and condition names are shortened with an ellipsis
+MAX_LABEL_CHARS = 40  # longer image and condition names are shortened by an ellipsis in the middle
 ANOMALY_BAR = "#c0504d"
 ANOMALY_BAR_ALPHA = 0.6
 
@@ -263,4 +263,12 @@ def _blend_white(color: str, alpha: float) -> tuple[int, int, int]:
 
 
 def _short(label: str, length: int = MAX_LABEL_CHARS) -> str:
-    return label if len(label) <= length else label[: length - 1] + "…"
+    """Shorten ``label`` to ``length`` characters by an ellipsis in the middle.
+
+    Names of one experiment often share a long start and differ only at the end
+    (``..._field_0001``, ``..._field_0002``), so both ends stay.
+    """
+    if len(label) <= length:
+        return label
+    tail = (length - 1) // 2
+    return label[: length - 1 - tail] + "…" + label[len(label) - tail :]
