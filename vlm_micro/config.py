@@ -573,7 +573,7 @@ def list_images(config: dict) -> list[ImageEntry]:
         return load_sample_sheet(config["sample_sheet"])
     specs = config["images"] if isinstance(config["images"], list) else [config["images"]]
     paths = sorted({path for spec in specs for path in expand_images(spec)})
-    # A recursive pattern over a folder that holds the results folder would also match
+    # A recursive pattern over a folder that contains the results folder would also match
     # the run's own label maps and thumbnails.
     # Absolute paths without resolving links: an image may be a broken link or a link
     # loop, which its own row reports.

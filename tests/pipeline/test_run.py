@@ -113,7 +113,7 @@ def test_lock_of_other_host_rejected(tmp_path):
 
 def test_command_is_argument_list(tmp_path):
     config_file = tmp_path / "my config; rm -rf x.yaml"
-    command = snakemake_command(config_file, tmp_path, 2, "default", ["--dry-run"])
+    command = snakemake_command(config_file, tmp_path, 2, profile_path("default"), ["--dry-run"])
     assert command[:3] == [sys.executable, "-m", "snakemake"]
     assert command[command.index("--configfile") + 1] == str(config_file)
     assert command[command.index("--cores") + 1] == "2"

@@ -146,7 +146,7 @@ def test_fixed_and_replaced_files_labelled_again(small_images, run_config, tmp_p
     _, stderr = process.communicate(timeout=900)
     assert process.returncode == 3, stderr[-3000:]
     good = sorted(images.glob("*.ome.tif"))
-    # Fix the broken file as its error says (copy the image again), and replace a labelled one.
+    # Fix the broken file as its error message advises (copy the image again), and replace a labelled one.
     shutil.copyfile(good[0], images / "broken.tif")
     shutil.copyfile(good[0], good[1])
     process = vlm_micro_run(images, out, run_config)

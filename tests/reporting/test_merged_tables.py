@@ -11,7 +11,15 @@ import pytest
 
 import fabricate
 from vlm_micro.reporting import merged, write_run_summary
-from vlm_micro.reporting.summary import with_cell_predictions, with_image_id
+from vlm_micro.reporting.summary import with_cell_predictions
+
+
+def with_image_id(frame, image_id):
+    """Return ``frame`` with an ``image_id`` column first, as the merged tables have it."""
+    if "image_id" in frame:
+        frame = frame.drop(columns="image_id")
+    frame.insert(0, "image_id", image_id)
+    return frame
 
 
 def merge_tables(out, kind, image_ids):

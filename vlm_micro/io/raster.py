@@ -61,7 +61,7 @@ def raster_truncation(path: Path, kind: str) -> str | None:
     marker, which Pillow, the JPEG decoder, rejects as well.
 
     NOTE: a PNG cut exactly between two chunks is not found here, because it may still
-    decode (the end chunk carries no data); the run reports it when decoding fails.
+    decode (the end chunk carries no data). The run reports it when decoding fails.
     """
     size = path.stat().st_size
     if kind == "png":

@@ -46,7 +46,7 @@ def _configure_worker_logging(level: int) -> None:
 
     The worker also ignores SIGINT. Ctrl-C reaches every process of the terminal's
     process group, and the labelling process, which stops the pool, is the one to
-    handle it; a worker interrupted in the middle of a report only added a traceback
+    handle it. A worker interrupted in the middle of a report only added a traceback
     and a broken pool to the job log.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -302,9 +302,12 @@ def _has_profile_settings(folder: Path) -> bool:
     return False
 
 
-def snakemake_command(config_file: Path, out: Path, cores: int | None, profile: str | os.PathLike | None,
+def snakemake_command(config_file: Path, out: Path, cores: int | None, profile_folder: Path | None,
                       extra: list[str]) -> list[str]:
-    """Return the argument list that runs the workflow on ``out``."""
+    """Return the argument list that runs the workflow on ``out``.
+
+    ``profile_folder`` is the workflow profile folder that :func:`profile_path` returns, or None.
+    """
     if not SNAKEFILE.is_file():
         raise VlmMicroError(f"workflow not found: {SNAKEFILE}; vlm-micro needs its source tree (pip install -e . from a checkout)")
     command = [
@@ -315,13 +318,12 @@ def snakemake_command(config_file: Path, out: Path, cores: int | None, profile: 
         "--rerun-incomplete",
         "--keep-going",
     ]
-    workflow_profile = profile_path(profile)
-    if workflow_profile is not None:
-        command += ["--workflow-profile", str(workflow_profile)]
+    if profile_folder is not None:
+        command += ["--workflow-profile", str(profile_folder)]
     command += ["--cores", str(cores) if cores else "all"]
     if not log.isEnabledFor(logging.INFO):
         # Without -v, leave out the inputs, outputs and resources that snakemake prints for
-        # every job (a screen per shard); progress, errors and the log hint stay. Arguments
+        # every job (a screen per shard). Progress, errors and the log hint stay. Arguments
         # after -- come later, so -- --quiet progress replaces this.
         command += ["--quiet", "rules", "host"]
     return command + list(extra)

@@ -3,7 +3,7 @@
 ``tables/tiles.parquet`` contains every tile of every image with its embedding. A whole
 slide has thousands of tiles, so a run of many slides gives tens of millions of rows.
 :class:`MergedTableWriter` appends each image's table to one Parquet file in row groups
-of :data:`ROW_GROUP_ROWS` rows, and holds no more than one row group in memory.
+of :data:`ROW_GROUP_ROWS` rows, and keeps no more than one row group in memory.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def merged_schema(schemas: list[pa.Schema], other_schemas: list[pa.Schema] = (),
     Columns are in the order they first appear. A column whose type differs between
     images gets the common type (an integer column with a float one becomes float).
     ``other_columns`` that only ``other_schemas`` have are added at the end, with
-    their type there: the cell table gets the predictions of the cells' tiles so.
+    their type there. This is how the cell table gets the predictions of the cells' tiles.
     Returns None when ``schemas`` is empty.
 
     A column whose types have no common type (text in one image, numbers in another)

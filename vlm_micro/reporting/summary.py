@@ -334,14 +334,6 @@ def write_tsv(table: pd.DataFrame, path: Path) -> None:
         table.to_csv(tmp, sep="\t", index=False, na_rep="", float_format="%.6g")
 
 
-def with_image_id(frame: pd.DataFrame, image_id: str) -> pd.DataFrame:
-    """Return ``frame`` with an ``image_id`` column first."""
-    if "image_id" in frame:
-        frame = frame.drop(columns="image_id")
-    frame.insert(0, "image_id", image_id)
-    return frame
-
-
 # Predictions copied from a cell's tile into the merged cell table.
 CELL_PREDICTION_COLUMNS = ("cell_type", "cell_type_prob", "uncertain", "anomaly_score", "anomaly_kind", "is_anomalous")
 
